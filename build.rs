@@ -11,7 +11,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .compile_protos(
             &["proto/externalgrpc/externalgrpc.proto"],
-            &["proto", well_known.to_str().ok_or("non-UTF-8 protoc include path")?],
+            &[
+                "proto",
+                well_known.to_str().ok_or("non-UTF-8 protoc include path")?,
+            ],
         )?;
     println!("cargo:rerun-if-changed=proto/externalgrpc/externalgrpc.proto");
     Ok(())
