@@ -256,14 +256,14 @@ impl Fleet {
     /// Starts terminating these instances; unknown ones are ignored.
     pub fn delete(&mut self, ids: &[InstanceId], now: SystemTime, config: &SimConfig) {
         for id in ids {
-            if let Some(sim) = self.instances.get_mut(id) {
-                if matches!(
+            if let Some(sim) = self.instances.get_mut(id)
+                && matches!(
                     sim.instance.state,
                     InstanceState::Pending | InstanceState::Running
-                ) {
-                    sim.instance.state = InstanceState::ShuttingDown;
-                    sim.phase_ends_at = Some(now + config.scaled(config.shutdown));
-                }
+                )
+            {
+                sim.instance.state = InstanceState::ShuttingDown;
+                sim.phase_ends_at = Some(now + config.scaled(config.shutdown));
             }
         }
     }
