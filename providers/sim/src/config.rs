@@ -12,7 +12,11 @@ use std::time::Duration;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimConfig {
+    /// Set by the embedding program from its own `region` setting.
+    #[serde(skip)]
     pub region: String,
+    /// Zones of the region; gpupool fills in `<region>a`, `b` and `c` when empty.
+    #[serde(default)]
     pub zones: Vec<String>,
     /// Simulated time runs this many times faster for boots, interruption notices
     /// and shutdowns, and interruptions come this many times more often: 60 turns
@@ -59,6 +63,15 @@ impl Default for SimConfig {
 }
 
 impl SimConfig {
+    /// This config placed in `region`, with its default zones if none are listed.
+    pub fn in_region(mut self, region: &str) -> Self {
+        self.region = region.to_owned();
+        if self.zones.is_empty() {
+            self.zones = ["a", "b", "c"].map(|z| format!("{region}{z}")).to_vec();
+        }
+        self
+    }
+
     /// Checks every field against the catalog; the error names the field.
     pub fn validate(&self, catalog: &[SimType]) -> Result<(), SimError> {
         let bad = |field: &str, reason: String| {

@@ -1,0 +1,252 @@
+//! `gpupool.dev/` node-group annotations, parsed once into typed options.
+//!
+//! Keys under `gpupool.dev/` that are not listed here are errors (a typo must not
+//! silently do nothing). Keys under other prefixes are left alone.
+
+use gpupool_cloud::PurchaseOption;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const PREFIX: &str = "gpupool.dev/";
+
+/// Every annotation a node group may carry, typed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GroupAnnotations {
+    /// `gpupool.dev/capacity-type`
+    pub capacity_type: Option<PurchaseOption>,
+    /// `gpupool.dev/boot-latency`: prior for the boot-latency model.
+    pub boot_latency: Option<Duration>,
+    /// `gpupool.dev/preprovision`: scheduled minimum, `<cron> for <duration>: <count>`.
+    pub preprovision: Option<Preprovision>,
+    /// `gpupool.dev/gpu-sharing`
+    pub gpu_sharing: Option<GpuSharing>,
+    /// `gpupool.dev/interruption`
+    pub interruption: Option<Interruption>,
+    /// `gpupool.dev/drain-timeout`
+    pub drain_timeout: Option<Duration>,
+    /// `gpupool.dev/max-hourly-price` in USD.
+    pub max_hourly_price: Option<f64>,
+    /// The CA per-group options (`NodeGroupGetOptions`).
+    pub ca_options: CaOptionOverrides,
+}
+
+/// CA's per-group autoscaling options that a group overrides; `None` keeps CA's
+/// default.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CaOptionOverrides {
+    pub scale_down_utilization_threshold: Option<f64>,
+    pub scale_down_gpu_utilization_threshold: Option<f64>,
+    pub scale_down_unneeded_time: Option<Duration>,
+    pub scale_down_unready_time: Option<Duration>,
+    pub max_node_provision_time: Option<Duration>,
+    pub max_node_startup_time: Option<Duration>,
+    pub zero_or_max_node_scaling: Option<bool>,
+    pub ignore_daemonsets_utilization: Option<bool>,
+    pub allow_non_atomic_scale_up_to_max: Option<bool>,
+}
+
+/// A scheduled minimum size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preprovision {
+    /// Five-field cron expression (minute hour day-of-month month day-of-week).
+    pub cron: String,
+    pub duration: Duration,
+    pub count: u32,
+}
+
+/// What the NVIDIA device plugin will advertise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GpuSharing {
+    /// `time-slicing:N`: every GPU advertised N times.
+    TimeSlicing { replicas: u32 },
+    /// `mig:<layout>`: the MIG layout name or profile list.
+    Mig { layout: String },
+}
+
+/// What a spot interruption triggers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interruption {
+    Replace,
+    DrainOnly,
+}
+
+type Reject = (String, String);
+
+impl GroupAnnotations {
+    /// Parses every `gpupool.dev/` key; the error is `(key, reason)`.
+    pub fn parse(raw: &BTreeMap<String, String>) -> Result<Self, Reject> {
+        let mut out = Self::default();
+        for (key, value) in raw {
+            let Some(name) = key.strip_prefix(PREFIX) else {
+                continue;
+            };
+            let reject = |reason: String| (key.clone(), reason);
+            let v = value.trim();
+            let o = &mut out.ca_options;
+            match name {
+                "capacity-type" => {
+                    out.capacity_type = Some(match v {
+                        "spot" => PurchaseOption::Spot,
+                        "on-demand" => PurchaseOption::OnDemand,
+                        "spot-then-on-demand" => PurchaseOption::SpotThenOnDemand,
+                        _ => {
+                            return Err(reject(format!(
+                                "{v:?} is not one of spot, on-demand, spot-then-on-demand"
+                            )));
+                        }
+                    })
+                }
+                "boot-latency" => out.boot_latency = Some(duration(v).map_err(reject)?),
+                "preprovision" => out.preprovision = Some(preprovision(v).map_err(reject)?),
+                "gpu-sharing" => out.gpu_sharing = Some(gpu_sharing(v).map_err(reject)?),
+                "interruption" => {
+                    out.interruption = Some(match v {
+                        "replace" => Interruption::Replace,
+                        "drain-only" => Interruption::DrainOnly,
+                        _ => {
+                            return Err(reject(format!("{v:?} is not one of replace, drain-only")));
+                        }
+                    })
+                }
+                "drain-timeout" => out.drain_timeout = Some(duration(v).map_err(reject)?),
+                "max-hourly-price" => {
+                    out.max_hourly_price = Some(
+                        v.parse::<f64>()
+                            .ok()
+                            .filter(|p| p.is_finite() && *p > 0.0)
+                            .ok_or_else(|| {
+                                reject(format!("{v:?} is not a positive price in USD per hour"))
+                            })?,
+                    )
+                }
+                "scale-down-utilization-threshold" => {
+                    o.scale_down_utilization_threshold = Some(fraction(v).map_err(reject)?)
+                }
+                "scale-down-gpu-utilization-threshold" => {
+                    o.scale_down_gpu_utilization_threshold = Some(fraction(v).map_err(reject)?)
+                }
+                "scale-down-unneeded-time" => {
+                    o.scale_down_unneeded_time = Some(duration(v).map_err(reject)?)
+                }
+                "scale-down-unready-time" => {
+                    o.scale_down_unready_time = Some(duration(v).map_err(reject)?)
+                }
+                "max-node-provision-time" => {
+                    o.max_node_provision_time = Some(duration(v).map_err(reject)?)
+                }
+                "max-node-startup-time" => {
+                    o.max_node_startup_time = Some(duration(v).map_err(reject)?)
+                }
+                "zero-or-max-node-scaling" => {
+                    o.zero_or_max_node_scaling = Some(boolean(v).map_err(reject)?)
+                }
+                "ignore-daemonsets-utilization" => {
+                    o.ignore_daemonsets_utilization = Some(boolean(v).map_err(reject)?)
+                }
+                "allow-non-atomic-scale-up-to-max" => {
+                    o.allow_non_atomic_scale_up_to_max = Some(boolean(v).map_err(reject)?)
+                }
+                _ => {
+                    return Err(reject(format!(
+                        "unknown gpupool.dev annotation; known keys: {}",
+                        KNOWN.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Every key this version understands (without the prefix).
+pub const KNOWN: &[&str] = &[
+    "capacity-type",
+    "boot-latency",
+    "preprovision",
+    "gpu-sharing",
+    "interruption",
+    "drain-timeout",
+    "max-hourly-price",
+    "scale-down-utilization-threshold",
+    "scale-down-gpu-utilization-threshold",
+    "scale-down-unneeded-time",
+    "scale-down-unready-time",
+    "max-node-provision-time",
+    "max-node-startup-time",
+    "zero-or-max-node-scaling",
+    "ignore-daemonsets-utilization",
+    "allow-non-atomic-scale-up-to-max",
+];
+
+fn duration(v: &str) -> Result<Duration, String> {
+    humantime::parse_duration(v)
+        .map_err(|e| format!("{v:?} is not a duration like 90s, 5m or 1h30m ({e})"))
+}
+
+fn fraction(v: &str) -> Result<f64, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|f| (0.0..=1.0).contains(f))
+        .ok_or_else(|| format!("{v:?} is not a number from 0 to 1"))
+}
+
+fn boolean(v: &str) -> Result<bool, String> {
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("{v:?} is not true or false")),
+    }
+}
+
+fn gpu_sharing(v: &str) -> Result<GpuSharing, String> {
+    if let Some(n) = v.strip_prefix("time-slicing:") {
+        return match n.parse::<u32>() {
+            Ok(replicas) if (2..=64).contains(&replicas) => {
+                Ok(GpuSharing::TimeSlicing { replicas })
+            }
+            _ => Err(format!(
+                "time-slicing replicas {n:?} must be a whole number from 2 to 64"
+            )),
+        };
+    }
+    if let Some(layout) = v.strip_prefix("mig:") {
+        if layout.is_empty() {
+            return Err("mig: needs a layout, e.g. mig:all-1g.10gb".into());
+        }
+        return Ok(GpuSharing::Mig {
+            layout: layout.to_owned(),
+        });
+    }
+    Err(format!("{v:?} is not time-slicing:N or mig:<layout>"))
+}
+
+/// `<minute> <hour> <day-of-month> <month> <day-of-week> for <duration>: <count>`
+fn preprovision(v: &str) -> Result<Preprovision, String> {
+    let form =
+        "expected \"<cron: 5 fields> for <duration>: <count>\", e.g. \"0 9 * * 1-5 for 10h: 4\"";
+    let (schedule, count) = v.rsplit_once(':').ok_or_else(|| form.to_owned())?;
+    let (cron, dur) = schedule
+        .rsplit_once(" for ")
+        .ok_or_else(|| form.to_owned())?;
+    let fields: Vec<_> = cron.split_whitespace().collect();
+    if fields.len() != 5
+        || !fields.iter().all(|f| {
+            f.bytes()
+                .all(|c| c.is_ascii_digit() || b"*/,-".contains(&c))
+        })
+    {
+        return Err(format!(
+            "cron {cron:?} must have 5 fields of digits, *, /, ',' and -; {form}"
+        ));
+    }
+    let duration = duration(dur.trim())?;
+    let count = count
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("count {:?} is not a whole number; {form}", count.trim()))?;
+    Ok(Preprovision {
+        cron: fields.join(" "),
+        duration,
+        count,
+    })
+}

@@ -1,0 +1,419 @@
+//! The config file: the cloud, its region, the server, and the node groups.
+//!
+//! Parsed into typed structs (`deny_unknown_fields` everywhere), then validated
+//! as a whole; every error names the group and the key. Annotations are parsed
+//! once, here, into [`GroupAnnotations`]; nothing else sees a raw annotation.
+
+mod annotations;
+
+pub use annotations::{CaOptionOverrides, GpuSharing, GroupAnnotations, Interruption};
+
+use gpupool_cloud::{GroupId, InstanceType, PurchaseOption};
+use gpupool_sim::SimConfig;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The example config `gpupool serve` runs when given none.
+pub const DEFAULT_YAML: &str = include_str!("default.yaml");
+
+/// The GPU label when the config names none.
+pub const DEFAULT_GPU_LABEL: &str = "gpupool.dev/accelerator";
+
+/// A config problem, with where it is.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{0}")]
+    Parse(String),
+    #[error("{key}: {reason}")]
+    Invalid { key: String, reason: String },
+    #[error("node group {group:?}: {key}: {reason}")]
+    Group {
+        group: String,
+        key: String,
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    fn group(group: &str, key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Group {
+            group: group.to_owned(),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Which cloud backs the node groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloudKind {
+    /// The built-in simulated cloud.
+    Sim,
+    Aws,
+    Gcp,
+    Azure,
+}
+
+/// The whole config file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub cloud: CloudKind,
+    pub region: String,
+    /// Node label whose presence marks a GPU node; its value is the GPU type.
+    #[serde(default = "default_gpu_label")]
+    pub gpu_label: String,
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The simulated cloud, when `cloud: sim`.
+    #[serde(default)]
+    pub sim: SimConfig,
+    pub node_groups: Vec<NodeGroupConfig>,
+}
+
+fn default_gpu_label() -> String {
+    DEFAULT_GPU_LABEL.to_owned()
+}
+
+/// How `gpupool serve` listens and talks to the cloud.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// gRPC address for CA (loopback by default).
+    pub grpc_listen: SocketAddr,
+    /// HTTP address for /healthz, /readyz and /metrics.
+    pub http_listen: SocketAddr,
+    pub tls: Option<TlsConfig>,
+    /// `serve`, or `unimplemented` for CA releases that would zero their
+    /// max-node-startup time (see the README).
+    pub node_group_options: OptionsMode,
+    /// Cloud API calls per second, sustained.
+    pub cloud_calls_per_second: u32,
+    /// Cloud API calls allowed in a burst.
+    pub cloud_call_burst: u32,
+    /// Longest a `Refresh` waits for the cloud before answering from the last
+    /// good state.
+    #[serde(with = "humantime_serde")]
+    pub refresh_timeout: Duration,
+    /// How often the fleet is synced with the cloud when CA does not call Refresh.
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 8086)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8087)),
+            tls: None,
+            node_group_options: OptionsMode::Serve,
+            cloud_calls_per_second: 10,
+            cloud_call_burst: 20,
+            refresh_timeout: Duration::from_secs(3),
+            sync_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The server's certificate and key, and for mTLS the CA that signs clients:
+/// the same files CA's cloud-config names.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by it (mTLS).
+    pub cacert: Option<PathBuf>,
+}
+
+/// Whether `NodeGroupGetOptions` is served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptionsMode {
+    #[default]
+    Serve,
+    Unimplemented,
+}
+
+/// A Kubernetes taint effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+impl TaintEffect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoSchedule => "NoSchedule",
+            Self::PreferNoSchedule => "PreferNoSchedule",
+            Self::NoExecute => "NoExecute",
+        }
+    }
+}
+
+/// A taint every node of the group carries.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaintConfig {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+    pub effect: TaintEffect,
+}
+
+/// One node group as written in the file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeGroupConfig {
+    pub id: String,
+    pub min_size: u32,
+    pub max_size: u32,
+    pub instance_type: String,
+    /// Zones the group may use; all zones of the region when empty.
+    #[serde(default)]
+    pub zones: Vec<String>,
+    /// How instances are bought (also settable as `gpupool.dev/capacity-type`).
+    #[serde(default)]
+    pub capacity_type: Option<PurchaseOption>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub taints: Vec<TaintConfig>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A node group checked against the catalog, everything resolved and typed.
+#[derive(Clone, Debug)]
+pub struct GroupSpec {
+    pub id: GroupId,
+    pub min_size: u32,
+    pub max_size: u32,
+    pub instance_type: InstanceType,
+    pub zones: Vec<String>,
+    pub purchase: PurchaseOption,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<TaintConfig>,
+    pub annotations: GroupAnnotations,
+}
+
+impl Config {
+    /// Reads and parses a config file (not yet checked against a catalog).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_yaml(&text).map_err(|e| match e {
+            ConfigError::Parse(reason) => {
+                ConfigError::Parse(format!("{}: {reason}", path.display()))
+            }
+            other => other,
+        })
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let mut config: Self =
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.sim = std::mem::take(&mut config.sim).in_region(&config.region);
+        Ok(config)
+    }
+
+    /// The embedded example config.
+    pub fn default_example() -> Self {
+        // Covered by a test; a failure here is a build defect.
+        Self::from_yaml(DEFAULT_YAML).expect("embedded default config parses")
+    }
+
+    /// Checks the whole config against the cloud's catalog and zones and returns
+    /// the typed node groups. Nothing is half-accepted: any error rejects it all.
+    pub fn validate(
+        &self,
+        catalog: &[InstanceType],
+        zones: &[String],
+    ) -> Result<Vec<GroupSpec>, ConfigError> {
+        if self.region.trim().is_empty() {
+            return Err(ConfigError::invalid("region", "must not be empty"));
+        }
+        if !is_label_key(&self.gpu_label) {
+            return Err(ConfigError::invalid(
+                "gpu_label",
+                format!("{:?} is not a valid Kubernetes label key", self.gpu_label),
+            ));
+        }
+        if self.server.cloud_calls_per_second == 0 || self.server.cloud_call_burst == 0 {
+            return Err(ConfigError::invalid(
+                "server.cloud_calls_per_second",
+                "rate and burst must be at least 1",
+            ));
+        }
+        if self.node_groups.is_empty() {
+            return Err(ConfigError::invalid(
+                "node_groups",
+                "declare at least one node group",
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        let specs = self
+            .node_groups
+            .iter()
+            .map(|g| {
+                if !seen.insert(g.id.as_str()) {
+                    return Err(ConfigError::group(&g.id, "id", "declared twice"));
+                }
+                g.validate(catalog, zones)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(specs)
+    }
+}
+
+impl NodeGroupConfig {
+    fn validate(
+        &self,
+        catalog: &[InstanceType],
+        region_zones: &[String],
+    ) -> Result<GroupSpec, ConfigError> {
+        let id = &self.id;
+        let err = |key: &str, reason: String| ConfigError::group(id, key, reason);
+        if !is_group_id(id) {
+            return Err(err(
+                "id",
+                "must be 1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit".into(),
+            ));
+        }
+        if self.max_size == 0 {
+            return Err(err("max_size", "must be at least 1".into()));
+        }
+        if self.min_size > self.max_size {
+            return Err(err(
+                "min_size",
+                format!("{} is above max_size {}", self.min_size, self.max_size),
+            ));
+        }
+        if self.max_size > i32::MAX as u32 {
+            return Err(err("max_size", format!("must be at most {}", i32::MAX)));
+        }
+        let instance_type = catalog
+            .iter()
+            .find(|t| t.name == self.instance_type)
+            .cloned()
+            .ok_or_else(|| {
+                let names: Vec<_> = catalog.iter().map(|t| t.name.as_str()).collect();
+                err(
+                    "instance_type",
+                    format!(
+                        "{:?} is not offered by this cloud; known types: {}",
+                        self.instance_type,
+                        names.join(", ")
+                    ),
+                )
+            })?;
+        let zones = if self.zones.is_empty() {
+            region_zones.to_vec()
+        } else {
+            self.zones.clone()
+        };
+        if let Some(z) = zones.iter().find(|z| !region_zones.contains(z)) {
+            return Err(err(
+                "zones",
+                format!(
+                    "{z:?} is not a zone of the region ({})",
+                    region_zones.join(", ")
+                ),
+            ));
+        }
+        for key in self.labels.keys() {
+            if !is_label_key(key) {
+                return Err(err(
+                    &format!("labels.{key}"),
+                    "not a valid Kubernetes label key".into(),
+                ));
+            }
+        }
+        for (i, t) in self.taints.iter().enumerate() {
+            if !is_label_key(&t.key) {
+                return Err(err(
+                    &format!("taints[{i}].key"),
+                    format!("{:?} is not a valid taint key", t.key),
+                ));
+            }
+        }
+        let annotations = GroupAnnotations::parse(&self.annotations)
+            .map_err(|(key, reason)| err(&format!("annotations.{key}"), reason))?;
+        let purchase = match (self.capacity_type, annotations.capacity_type) {
+            (Some(field), Some(annotation)) if field != annotation => {
+                return Err(err(
+                    "capacity_type",
+                    format!(
+                        "{field} disagrees with annotation gpupool.dev/capacity-type {annotation}"
+                    ),
+                ));
+            }
+            (field, annotation) => field.or(annotation).unwrap_or(PurchaseOption::OnDemand),
+        };
+        Ok(GroupSpec {
+            id: GroupId::new(id.clone()),
+            min_size: self.min_size,
+            max_size: self.max_size,
+            instance_type,
+            zones,
+            purchase,
+            labels: self.labels.clone(),
+            taints: self.taints.clone(),
+            annotations,
+        })
+    }
+}
+
+/// A node group id: a DNS label, so it is safe in names, tags and label values.
+fn is_group_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    (1..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// `[prefix/]name` as Kubernetes label keys are.
+fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let name_ok = (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    let prefix_ok = prefix.is_none_or(|p| {
+        (1..=253).contains(&p.len())
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            })
+    });
+    name_ok && prefix_ok
+}
+
+#[cfg(test)]
+mod tests;
