@@ -6,3 +6,5 @@ pub mod proto {
     //! The externalgrpc interface, generated from `proto/externalgrpc/externalgrpc.proto`.
     tonic::include_proto!("clusterautoscaler.cloudprovider.v1.externalgrpc");
 }
+pub mod fleet;
+pub mod metrics;

@@ -1,0 +1,42 @@
+//! Why a node-group operation was refused. Mapped to gRPC codes in one place
+//! (`grpc::status`).
+
+use gpupool_cloud::GroupId;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FleetError {
+    #[error("node group {0:?} not found")]
+    UnknownGroup(String),
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: &'static str, reason: String },
+    #[error(
+        "node group {group}: size increase too large: target {target} + delta {delta} is above max size {max}"
+    )]
+    AboveMax {
+        group: GroupId,
+        target: u32,
+        delta: u32,
+        max: u32,
+    },
+    #[error(
+        "node group {group}: min size reached: deleting {deleting} of target {target} would go below min size {min}"
+    )]
+    BelowMin {
+        group: GroupId,
+        target: u32,
+        deleting: u32,
+        min: u32,
+    },
+    #[error(
+        "node group {group}: attempt to delete existing nodes: target {target}, delta {delta}, only {unfulfilled} requested instances are not yet created ({existing} exist)"
+    )]
+    WouldDeleteNodes {
+        group: GroupId,
+        target: u32,
+        delta: i32,
+        unfulfilled: u32,
+        existing: u32,
+    },
+    #[error("node group {group}: node {node} does not belong to it; nothing was deleted")]
+    NodeNotInGroup { group: GroupId, node: String },
+}

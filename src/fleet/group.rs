@@ -1,0 +1,515 @@
+//! One node group's state and the rules for changing it. Pure: no I/O, no
+//! clock of its own; the engine feeds it cloud results and carries out the
+//! [`Work`] it returns.
+//!
+//! The target size is the number of members. A member is an instance the cloud
+//! has (pending or running), or a slot CA asked for that the cloud has not
+//! filled yet: requested (a create call is queued or under way) or failed (the
+//! cloud refused it; reported to CA with its error class until CA removes it).
+//! Instances being deleted are listed apart and never counted.
+
+use super::error::FleetError;
+use crate::config::GroupSpec;
+use gpupool_cloud::{
+    CloudError, CreateOutcome, CreateRequest, ErrorClass, Instance, InstanceId, InstanceState,
+    ProviderId, RequestId,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// An instance missing from a cloud listing this soon after launch is assumed to
+/// be not yet visible (cloud APIs are eventually consistent), not gone.
+pub const LIST_GRACE: Duration = Duration::from_secs(120);
+
+/// One unit of a group's target size.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Member {
+    Requested {
+        request: RequestId,
+        placeholder: ProviderId,
+    },
+    Failed {
+        placeholder: ProviderId,
+        error: CloudError,
+    },
+    Live(Instance),
+}
+
+impl Member {
+    pub fn provider_id(&self) -> &ProviderId {
+        match self {
+            Member::Requested { placeholder, .. } | Member::Failed { placeholder, .. } => {
+                placeholder
+            }
+            Member::Live(i) => &i.provider_id,
+        }
+    }
+}
+
+/// An instance on its way out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deleting {
+    pub instance: Instance,
+    /// Whether a delete call succeeded (or the cloud stopped it by itself); a
+    /// failed call is retried at the next sync.
+    pub confirmed: bool,
+}
+
+/// Cloud work the engine must carry out after a change.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Work {
+    Create(CreateRequest),
+    Delete(Vec<InstanceId>),
+}
+
+/// A node named by CA: by providerID, or by name when that is empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRef {
+    pub provider_id: String,
+    pub name: String,
+}
+
+impl NodeRef {
+    fn describe(&self) -> String {
+        if self.provider_id.is_empty() {
+            format!("{:?}", self.name)
+        } else {
+            format!("{:?}", self.provider_id)
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct GroupState {
+    pub spec: Arc<GroupSpec>,
+    provider: String,
+    members: Vec<Member>,
+    deleting: BTreeMap<InstanceId, Deleting>,
+    /// Requests with requested members, and whether a create call is under way.
+    in_flight: HashMap<RequestId, bool>,
+    /// Per request: instances CA no longer wants; delete them when they arrive.
+    discard: HashMap<RequestId, u32>,
+    serial: u64,
+}
+
+impl GroupState {
+    pub fn new(spec: Arc<GroupSpec>, provider: &str) -> Self {
+        Self {
+            spec,
+            provider: provider.to_owned(),
+            members: Vec::new(),
+            deleting: BTreeMap::new(),
+            in_flight: HashMap::new(),
+            discard: HashMap::new(),
+            serial: 0,
+        }
+    }
+
+    pub fn target(&self) -> u32 {
+        u32::try_from(self.members.len()).unwrap_or(u32::MAX)
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    pub fn deleting(&self) -> impl Iterator<Item = &Deleting> {
+        self.deleting.values()
+    }
+
+    fn live(&self) -> u32 {
+        let n = self
+            .members
+            .iter()
+            .filter(|m| matches!(m, Member::Live(_)))
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// `NodeGroupIncreaseSize`: adds `delta` requested members and asks for them.
+    pub fn increase(&mut self, delta: i32, request: RequestId) -> Result<Work, FleetError> {
+        let spec = &self.spec;
+        let delta = u32::try_from(delta)
+            .ok()
+            .filter(|d| *d > 0)
+            .ok_or_else(|| FleetError::InvalidArgument {
+                field: "delta",
+                reason: format!("must be positive, got {delta}"),
+            })?;
+        let target = self.target();
+        if u64::from(target) + u64::from(delta) > u64::from(spec.max_size) {
+            return Err(FleetError::AboveMax {
+                group: spec.id.clone(),
+                target,
+                delta,
+                max: spec.max_size,
+            });
+        }
+        for _ in 0..delta {
+            let placeholder = self.placeholder(&request);
+            self.members.push(Member::Requested {
+                request: request.clone(),
+                placeholder,
+            });
+        }
+        self.in_flight.insert(request.clone(), true);
+        Ok(Work::Create(self.create_request(request, delta)))
+    }
+
+    /// `NodeGroupDecreaseTargetSize`: cancels not-yet-created members only.
+    pub fn decrease_target(&mut self, delta: i32) -> Result<(), FleetError> {
+        if delta >= 0 {
+            return Err(FleetError::InvalidArgument {
+                field: "delta",
+                reason: format!("must be negative, got {delta}"),
+            });
+        }
+        let n = delta.unsigned_abs();
+        let unfulfilled = self.target() - self.live();
+        if n > unfulfilled {
+            return Err(FleetError::WouldDeleteNodes {
+                group: self.spec.id.clone(),
+                target: self.target(),
+                delta,
+                unfulfilled,
+                existing: self.live(),
+            });
+        }
+        // Failed slots first (nothing will come of them), then the newest requests.
+        for _ in 0..n {
+            let index = self
+                .members
+                .iter()
+                .rposition(|m| matches!(m, Member::Failed { .. }))
+                .or_else(|| {
+                    self.members
+                        .iter()
+                        .rposition(|m| matches!(m, Member::Requested { .. }))
+                });
+            if let Some(index) = index {
+                let removed = self.members.remove(index);
+                self.forget_requested(&removed);
+            }
+        }
+        Ok(())
+    }
+
+    /// `NodeGroupDeleteNodes`: all of them or none. Real instances may not take
+    /// the group below its min size; unfilled slots can always be removed.
+    pub fn delete_nodes(&mut self, nodes: &[NodeRef]) -> Result<Option<Work>, FleetError> {
+        let mut indices = Vec::new();
+        for node in nodes {
+            if let Some(i) = self.find_member(node) {
+                if !indices.contains(&i) {
+                    indices.push(i);
+                }
+            } else if !self.is_deleting(node) {
+                return Err(FleetError::NodeNotInGroup {
+                    group: self.spec.id.clone(),
+                    node: node.describe(),
+                });
+            }
+        }
+        let live = indices
+            .iter()
+            .filter(|i| matches!(self.members[**i], Member::Live(_)))
+            .count();
+        let live = u32::try_from(live).unwrap_or(u32::MAX);
+        if live > 0 && self.target().saturating_sub(live) < self.spec.min_size {
+            return Err(FleetError::BelowMin {
+                group: self.spec.id.clone(),
+                target: self.target(),
+                deleting: live,
+                min: self.spec.min_size,
+            });
+        }
+        indices.sort_unstable_by(|a, b| b.cmp(a));
+        let mut ids = Vec::new();
+        for i in indices {
+            match self.members.remove(i) {
+                Member::Live(instance) => {
+                    ids.push(instance.id.clone());
+                    self.deleting.insert(
+                        instance.id.clone(),
+                        Deleting {
+                            instance,
+                            confirmed: false,
+                        },
+                    );
+                }
+                slot => self.forget_requested(&slot),
+            }
+        }
+        Ok((!ids.is_empty()).then_some(Work::Delete(ids)))
+    }
+
+    /// A create call came back.
+    pub fn create_finished(
+        &mut self,
+        request: &RequestId,
+        result: Result<CreateOutcome, CloudError>,
+    ) -> Vec<Work> {
+        let mut work = Vec::new();
+        match result {
+            Ok(outcome) => {
+                for instance in outcome.created {
+                    work.extend(self.arrive(instance));
+                }
+                let mut unexplained = self.requested_of(request);
+                if let Some(failed) = outcome.failed {
+                    let n = failed.count.min(unexplained);
+                    self.fail_requested(request, n, &failed.error);
+                    unexplained -= n;
+                }
+                if unexplained > 0 {
+                    let error = CloudError::other(
+                        "IncompleteCreation",
+                        format!(
+                            "the cloud created fewer instances than requested ({unexplained} missing, no reason given)"
+                        ),
+                    );
+                    self.fail_requested(request, unexplained, &error);
+                }
+                self.in_flight.remove(request);
+                self.discard.remove(request);
+            }
+            Err(error) if error.class == ErrorClass::Throttled => {
+                // Same request again at the next sync (idempotent by request id).
+                if self.requested_of(request) > 0 {
+                    self.in_flight.insert(request.clone(), false);
+                } else {
+                    self.in_flight.remove(request);
+                }
+            }
+            Err(error) => {
+                let n = self.requested_of(request);
+                self.fail_requested(request, n, &error);
+                self.in_flight.remove(request);
+                self.discard.remove(request);
+            }
+        }
+        work
+    }
+
+    /// A delete call came back.
+    pub fn delete_finished(&mut self, ids: &[InstanceId], ok: bool) {
+        for id in ids {
+            if let Some(d) = self.deleting.get_mut(id) {
+                d.confirmed = ok;
+            }
+        }
+    }
+
+    /// Brings the group in line with a cloud listing of its instances.
+    pub fn reconcile(&mut self, listed: Vec<Instance>, now: SystemTime) -> Vec<Work> {
+        let mut work = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for instance in listed {
+            seen.insert(instance.id.clone());
+            match instance.state {
+                InstanceState::Pending | InstanceState::Running => {
+                    work.extend(self.arrive(instance));
+                }
+                InstanceState::ShuttingDown | InstanceState::Terminated => {
+                    self.stopped(instance);
+                }
+            }
+        }
+        self.members.retain(|m| match m {
+            Member::Live(i) => {
+                seen.contains(&i.id)
+                    || now.duration_since(i.launched_at).unwrap_or_default() < LIST_GRACE
+            }
+            _ => true,
+        });
+        self.deleting.retain(|id, _| seen.contains(id));
+        let unconfirmed: Vec<_> = self
+            .deleting
+            .values()
+            .filter(|d| !d.confirmed)
+            .map(|d| d.instance.id.clone())
+            .collect();
+        if !unconfirmed.is_empty() {
+            work.push(Work::Delete(unconfirmed));
+        }
+        let retry: Vec<_> = self
+            .in_flight
+            .iter()
+            .filter(|(_, under_way)| !**under_way)
+            .map(|(r, _)| r.clone())
+            .collect();
+        for request in retry {
+            let count = self.requested_of(&request);
+            self.in_flight.insert(request.clone(), true);
+            work.push(Work::Create(self.create_request(request, count)));
+        }
+        work
+    }
+
+    /// An instance the cloud has, pending or running.
+    fn arrive(&mut self, instance: Instance) -> Option<Work> {
+        if let Some(d) = self.deleting.get_mut(&instance.id) {
+            d.instance = instance;
+            return None;
+        }
+        if let Some(Member::Live(known)) = self
+            .members
+            .iter_mut()
+            .find(|m| matches!(m, Member::Live(i) if i.id == instance.id))
+        {
+            *known = instance;
+            return None;
+        }
+        if let Some(request) = &instance.request_id {
+            if let Some(slot) = self
+                .members
+                .iter_mut()
+                .find(|m| matches!(m, Member::Requested { request: r, .. } if r == request))
+            {
+                *slot = Member::Live(instance);
+                return None;
+            }
+            if let Some(n) = self.discard.get_mut(request).filter(|n| **n > 0) {
+                *n -= 1;
+                let id = instance.id.clone();
+                self.deleting.insert(
+                    id.clone(),
+                    Deleting {
+                        instance,
+                        confirmed: false,
+                    },
+                );
+                return Some(Work::Delete(vec![id]));
+            }
+        }
+        tracing::info!(group = %self.spec.id, instance = %instance.id, "adopting an instance found in the cloud");
+        self.members.push(Member::Live(instance));
+        None
+    }
+
+    /// An instance shutting down or terminated.
+    fn stopped(&mut self, instance: Instance) {
+        if let Some(index) = self
+            .members
+            .iter()
+            .position(|m| matches!(m, Member::Live(i) if i.id == instance.id))
+        {
+            tracing::warn!(
+                group = %self.spec.id,
+                instance = %instance.id,
+                reason = instance.state_reason.as_deref().unwrap_or("unknown"),
+                "instance stopped by the cloud; target size lowered"
+            );
+            self.members.remove(index);
+        }
+        if instance.state == InstanceState::Terminated {
+            self.deleting.remove(&instance.id);
+        } else {
+            self.deleting.insert(
+                instance.id.clone(),
+                Deleting {
+                    instance,
+                    confirmed: true,
+                },
+            );
+        }
+    }
+
+    fn find_member(&self, node: &NodeRef) -> Option<usize> {
+        if node.provider_id.is_empty() {
+            if node.name.is_empty() {
+                return None;
+            }
+            // Unregistered instances are named by their providerID.
+            return self
+                .members
+                .iter()
+                .position(|m| match m {
+                    Member::Live(i) => i.node_name.as_deref() == Some(node.name.as_str()),
+                    _ => false,
+                })
+                .or_else(|| {
+                    self.members
+                        .iter()
+                        .position(|m| m.provider_id().as_str() == node.name)
+                });
+        }
+        self.members
+            .iter()
+            .position(|m| m.provider_id().as_str() == node.provider_id)
+    }
+
+    fn is_deleting(&self, node: &NodeRef) -> bool {
+        self.deleting.values().any(|d| {
+            let i = &d.instance;
+            if node.provider_id.is_empty() {
+                i.node_name.as_deref() == Some(node.name.as_str())
+            } else {
+                i.provider_id.as_str() == node.provider_id
+            }
+        })
+    }
+
+    fn requested_of(&self, request: &RequestId) -> u32 {
+        let n = self
+            .members
+            .iter()
+            .filter(|m| matches!(m, Member::Requested { request: r, .. } if r == request))
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    fn fail_requested(&mut self, request: &RequestId, n: u32, error: &CloudError) {
+        let mut left = n;
+        for m in &mut self.members {
+            if left == 0 {
+                break;
+            }
+            if let Member::Requested {
+                request: r,
+                placeholder,
+            } = m
+                && r == request
+            {
+                *m = Member::Failed {
+                    placeholder: placeholder.clone(),
+                    error: error.clone(),
+                };
+                left -= 1;
+            }
+        }
+    }
+
+    /// A requested slot was cancelled: if its create call is under way, the
+    /// instance it brings must be deleted on arrival.
+    fn forget_requested(&mut self, removed: &Member) {
+        if let Member::Requested { request, .. } = removed {
+            if self.in_flight.get(request) == Some(&true) {
+                *self.discard.entry(request.clone()).or_default() += 1;
+            }
+            if self.requested_of(request) == 0 && self.in_flight.get(request) == Some(&false) {
+                self.in_flight.remove(request);
+            }
+        }
+    }
+
+    fn placeholder(&mut self, request: &RequestId) -> ProviderId {
+        self.serial += 1;
+        ProviderId::new(format!(
+            "{}:///placeholder/{}/{}-{}",
+            self.provider, self.spec.id, request, self.serial
+        ))
+    }
+
+    fn create_request(&self, request_id: RequestId, count: u32) -> CreateRequest {
+        CreateRequest {
+            request_id,
+            group: self.spec.id.clone(),
+            instance_type: self.spec.instance_type.name.clone(),
+            zones: self.spec.zones.clone(),
+            purchase: self.spec.purchase,
+            count,
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! The node groups' live state: target sizes, instances, and the cloud work
+//! that keeps them true.
+//!
+//! Writers (`increase_size`, `delete_nodes`, cloud results, syncs) change the
+//! authoritative [`GroupState`]s under one lock and publish a fresh immutable
+//! [`Snapshot`]; every RPC reads the snapshot without locking. Cloud calls run in
+//! background tasks, rate-limited, never inside an RPC that answers CA per node.
+
+mod error;
+mod group;
+mod snapshot;
+
+pub use error::FleetError;
+pub use group::{GroupState, LIST_GRACE, Member, NodeRef, Work};
+pub use snapshot::{GroupView, InstanceView, NodeState, Snapshot};
+
+use crate::config::GroupSpec;
+use crate::metrics::Metrics;
+use arc_swap::ArcSwap;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use gpupool_cloud::{Clock, Cloud, CloudError, GroupId, RequestId};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+use tokio_util::task::TaskTracker;
+
+/// The fleet of all node groups.
+pub struct Fleet {
+    cloud: Arc<dyn Cloud>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    specs: Vec<Arc<GroupSpec>>,
+    index: HashMap<GroupId, usize>,
+    state: Mutex<Inner>,
+    snapshot: ArcSwap<Snapshot>,
+    limiter: DefaultDirectRateLimiter,
+    /// One sync at a time, so an older listing never lands after a newer one.
+    sync_lock: tokio::sync::Mutex<()>,
+    tasks: TaskTracker,
+}
+
+struct Inner {
+    groups: Vec<GroupState>,
+    synced_at: Option<SystemTime>,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("cloud", &self.cloud)
+            .field("groups", &self.specs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Cloud call budget.
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimit {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+impl Fleet {
+    pub fn new(
+        cloud: Arc<dyn Cloud>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        specs: Vec<GroupSpec>,
+        rate: RateLimit,
+    ) -> Arc<Self> {
+        let specs: Vec<_> = specs.into_iter().map(Arc::new).collect();
+        let index = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i))
+            .collect();
+        let groups: Vec<_> = specs
+            .iter()
+            .map(|s| GroupState::new(s.clone(), cloud.provider_name()))
+            .collect();
+        let snapshot = Snapshot::build(&groups, None);
+        Arc::new(Self {
+            cloud,
+            clock,
+            metrics,
+            specs,
+            index,
+            state: Mutex::new(Inner {
+                groups,
+                synced_at: None,
+            }),
+            snapshot: ArcSwap::from_pointee(snapshot),
+            limiter: RateLimiter::direct(
+                Quota::per_second(rate.per_second).allow_burst(rate.burst),
+            ),
+            sync_lock: tokio::sync::Mutex::new(()),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    /// The groups as configured, in config order.
+    pub fn specs(&self) -> &[Arc<GroupSpec>] {
+        &self.specs
+    }
+
+    /// Index of a group id, or NOT_FOUND.
+    pub fn group_index(&self, id: &str) -> Result<usize, FleetError> {
+        self.index
+            .get(id)
+            .copied()
+            .ok_or_else(|| FleetError::UnknownGroup(id.to_owned()))
+    }
+
+    /// The current view. Cheap; never blocks on writers.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.snapshot.load()
+    }
+
+    pub fn cloud(&self) -> &Arc<dyn Cloud> {
+        &self.cloud
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn increase_size(self: &Arc<Self>, id: &str, delta: i32) -> Result<(), FleetError> {
+        let index = self.group_index(id)?;
+        let request = new_request_id(&self.specs[index].id);
+        let work = self.change(|inner| inner.groups[index].increase(delta, request))?;
+        tracing::info!(group = id, delta, "increase size");
+        self.dispatch(index, vec![work]);
+        Ok(())
+    }
+
+    pub fn decrease_target_size(&self, id: &str, delta: i32) -> Result<(), FleetError> {
+        let index = self.group_index(id)?;
+        self.change(|inner| inner.groups[index].decrease_target(delta))?;
+        tracing::info!(group = id, delta, "decrease target size");
+        Ok(())
+    }
+
+    pub fn delete_nodes(self: &Arc<Self>, id: &str, nodes: &[NodeRef]) -> Result<(), FleetError> {
+        let index = self.group_index(id)?;
+        let work = self.change(|inner| inner.groups[index].delete_nodes(nodes))?;
+        tracing::info!(group = id, nodes = nodes.len(), "delete nodes");
+        self.dispatch(index, work.into_iter().collect());
+        Ok(())
+    }
+
+    /// Lists the cloud and brings every group in line. On failure the last good
+    /// state stays and the error is returned for the caller to report.
+    pub async fn sync(self: &Arc<Self>) -> Result<(), CloudError> {
+        let _one_at_a_time = self.sync_lock.lock().await;
+        self.limiter.until_ready().await;
+        let ids: Vec<GroupId> = self.specs.iter().map(|s| s.id.clone()).collect();
+        let listed = self.cloud.list_instances(&ids).await;
+        self.metrics.cloud_call("list_instances", listed.is_ok());
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(e) => {
+                self.metrics.sync_failed();
+                return Err(e);
+            }
+        };
+        let now = self.clock.now();
+        let mut per_group: Vec<Vec<_>> = vec![Vec::new(); self.specs.len()];
+        let mut unmanaged = 0;
+        for instance in listed {
+            match self.index.get(&instance.group) {
+                Some(&i) => per_group[i].push(instance),
+                None => unmanaged += 1,
+            }
+        }
+        if unmanaged > 0 {
+            tracing::warn!(
+                unmanaged,
+                "instances tagged for node groups that are not configured"
+            );
+        }
+        let work = {
+            let mut inner = self.lock();
+            let work: Vec<_> = per_group
+                .into_iter()
+                .enumerate()
+                .map(|(i, listed)| (i, inner.groups[i].reconcile(listed, now)))
+                .collect();
+            inner.synced_at = Some(now);
+            self.publish(&inner);
+            work
+        };
+        self.metrics.synced(unix_seconds(now), unmanaged);
+        for (index, work) in work {
+            self.dispatch(index, work);
+        }
+        Ok(())
+    }
+
+    /// Waits until no cloud work started so far is still under way (tests and
+    /// shutdown).
+    pub async fn settle(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.tasks.reopen();
+    }
+
+    /// Waits at most `limit` for cloud work under way; what is left is found
+    /// again by the next start's sync (instances carry their request id).
+    pub async fn shutdown(&self, limit: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(limit, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = self.tasks.len(),
+                "cloud work still under way at shutdown"
+            );
+        }
+    }
+
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&mut Inner) -> Result<T, FleetError>,
+    ) -> Result<T, FleetError> {
+        let mut inner = self.lock();
+        let out = f(&mut inner)?;
+        self.publish(&inner);
+        Ok(out)
+    }
+
+    fn publish(&self, inner: &Inner) {
+        let snapshot = Snapshot::build(&inner.groups, inner.synced_at);
+        for (spec, view) in self.specs.iter().zip(&snapshot.groups) {
+            self.metrics.set_group(spec.id.as_str(), view.counts);
+        }
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn dispatch(self: &Arc<Self>, index: usize, work: Vec<Work>) {
+        for w in work {
+            let fleet = self.clone();
+            self.tasks.spawn(async move { fleet.run(index, w).await });
+        }
+    }
+
+    async fn run(self: Arc<Self>, index: usize, work: Work) {
+        self.limiter.until_ready().await;
+        match work {
+            Work::Create(request) => {
+                let result = self.cloud.create_instances(&request).await;
+                self.metrics.cloud_call("create_instances", result.is_ok());
+                match &result {
+                    Ok(outcome) => tracing::info!(
+                        group = %request.group,
+                        request = %request.request_id,
+                        created = outcome.created.len(),
+                        failed = outcome.failed.as_ref().map_or(0, |f| f.count),
+                        error = outcome.failed.as_ref().map(|f| f.error.to_string()),
+                        "create finished"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(group = %request.group, request = %request.request_id, error = %e, "create failed")
+                    }
+                }
+                let follow_up = {
+                    let mut inner = self.lock();
+                    let w = inner.groups[index].create_finished(&request.request_id, result);
+                    self.publish(&inner);
+                    w
+                };
+                self.dispatch(index, follow_up);
+            }
+            Work::Delete(ids) => {
+                let result = self.cloud.delete_instances(&ids).await;
+                self.metrics.cloud_call("delete_instances", result.is_ok());
+                if let Err(e) = &result {
+                    tracing::warn!(group = %self.specs[index].id, error = %e, "delete failed; retried at the next sync");
+                }
+                let mut inner = self.lock();
+                inner.groups[index].delete_finished(&ids, result.is_ok());
+                self.publish(&inner);
+            }
+        }
+    }
+}
+
+fn new_request_id(group: &GroupId) -> RequestId {
+    RequestId::new(format!("{group}-{:016x}", rand::random::<u64>()))
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,338 @@
+//! The rules of one group's state, without I/O.
+
+use super::*;
+use crate::config::GroupAnnotations;
+use gpupool_cloud::{
+    CapacityType, CreateFailure, CreateOutcome, Instance, InstanceId, InstanceState, ProviderId,
+    PurchaseOption,
+};
+
+fn spec(min: u32, max: u32) -> Arc<GroupSpec> {
+    Arc::new(GroupSpec {
+        id: GroupId::new("g"),
+        min_size: min,
+        max_size: max,
+        instance_type: gpupool_cloud::InstanceType {
+            name: "t".into(),
+            vcpus: 8,
+            memory_mib: 32768,
+            arch: Default::default(),
+            gpu: None,
+        },
+        zones: vec!["z".into()],
+        purchase: PurchaseOption::OnDemand,
+        labels: Default::default(),
+        taints: vec![],
+        annotations: GroupAnnotations::default(),
+    })
+}
+
+fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+fn instance(id: &str, request: &RequestId, state: InstanceState) -> Instance {
+    Instance {
+        id: InstanceId::new(id),
+        provider_id: ProviderId::new(format!("p:///z/{id}")),
+        node_name: Some(format!("node-{id}")),
+        group: GroupId::new("g"),
+        instance_type: "t".into(),
+        zone: "z".into(),
+        capacity_type: CapacityType::OnDemand,
+        state,
+        launched_at: t0(),
+        request_id: Some(request.clone()),
+        state_reason: None,
+    }
+}
+
+fn node(provider_id: &str) -> NodeRef {
+    NodeRef {
+        provider_id: provider_id.into(),
+        name: String::new(),
+    }
+}
+
+fn created(instances: Vec<Instance>) -> Result<CreateOutcome, CloudError> {
+    Ok(CreateOutcome {
+        created: instances,
+        failed: None,
+    })
+}
+
+/// A group with `n` live instances from request "r0".
+fn with_live(min: u32, max: u32, n: u32) -> (GroupState, RequestId) {
+    let mut g = GroupState::new(spec(min, max), "p");
+    let r = RequestId::new("r0");
+    g.increase(n as i32, r.clone()).unwrap();
+    let made = (0..n)
+        .map(|i| instance(&format!("i{i}"), &r, InstanceState::Running))
+        .collect();
+    assert!(g.create_finished(&r, created(made)).is_empty());
+    (g, r)
+}
+
+#[test]
+fn increase_checks_delta_and_max_and_never_overshoots() {
+    let mut g = GroupState::new(spec(0, 3), "p");
+    assert!(matches!(
+        g.increase(0, RequestId::new("a")),
+        Err(FleetError::InvalidArgument { field: "delta", .. })
+    ));
+    assert!(matches!(
+        g.increase(-2, RequestId::new("a")),
+        Err(FleetError::InvalidArgument { .. })
+    ));
+    let Work::Create(req) = g.increase(2, RequestId::new("a")).unwrap() else {
+        panic!("expected a create")
+    };
+    assert_eq!((req.count, req.instance_type.as_str()), (2, "t"));
+    assert_eq!(g.target(), 2);
+    let err = g.increase(2, RequestId::new("b")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FleetError::AboveMax {
+                target: 2,
+                delta: 2,
+                max: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(g.target(), 2, "a refused increase changes nothing");
+    g.increase(1, RequestId::new("c")).unwrap();
+    assert!(g.increase(1, RequestId::new("d")).is_err());
+    assert_eq!(g.target(), 3);
+}
+
+#[test]
+fn requested_members_become_instances_and_failures_keep_their_class() {
+    let mut g = GroupState::new(spec(0, 5), "p");
+    let r = RequestId::new("r");
+    g.increase(4, r.clone()).unwrap();
+    assert!(
+        g.members()
+            .iter()
+            .all(|m| matches!(m, Member::Requested { .. }))
+    );
+    let outcome = CreateOutcome {
+        created: vec![instance("a", &r, InstanceState::Pending)],
+        failed: Some(CreateFailure {
+            count: 2,
+            error: CloudError::out_of_resources("InsufficientSpotCapacity", "none left"),
+        }),
+    };
+    g.create_finished(&r, Ok(outcome));
+    assert_eq!(
+        g.target(),
+        4,
+        "failed slots stay counted until CA removes them"
+    );
+    let failed: Vec<_> = g
+        .members()
+        .iter()
+        .filter_map(|m| match m {
+            Member::Failed { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 3, "2 refused + 1 the cloud never explained");
+    assert_eq!(
+        failed
+            .iter()
+            .filter(|e| e.class == gpupool_cloud::ErrorClass::OutOfResources)
+            .count(),
+        2
+    );
+    assert_eq!(
+        failed
+            .iter()
+            .filter(|e| e.code == "IncompleteCreation")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn throttled_creates_are_retried_with_the_same_request_at_the_next_sync() {
+    let mut g = GroupState::new(spec(0, 5), "p");
+    let r = RequestId::new("r");
+    g.increase(2, r.clone()).unwrap();
+    g.create_finished(
+        &r,
+        Err(CloudError::throttled("RequestLimitExceeded", "slow down")),
+    );
+    assert_eq!(g.target(), 2);
+    assert!(
+        g.members()
+            .iter()
+            .all(|m| matches!(m, Member::Requested { .. }))
+    );
+    let work = g.reconcile(vec![], t0());
+    assert_eq!(work.len(), 1);
+    assert!(matches!(&work[0], Work::Create(req) if req.request_id == r && req.count == 2));
+    assert!(
+        g.reconcile(vec![], t0()).is_empty(),
+        "not sent twice while under way"
+    );
+}
+
+#[test]
+fn decrease_only_cancels_unfulfilled_members() {
+    let (mut g, _) = with_live(0, 10, 2);
+    let r = RequestId::new("r1");
+    g.increase(3, r.clone()).unwrap();
+    assert!(matches!(
+        g.decrease_target(0),
+        Err(FleetError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        g.decrease_target(1),
+        Err(FleetError::InvalidArgument { .. })
+    ));
+    let err = g.decrease_target(-4).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FleetError::WouldDeleteNodes {
+                target: 5,
+                unfulfilled: 3,
+                existing: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(g.target(), 5);
+    g.decrease_target(-2).unwrap();
+    assert_eq!(g.target(), 3);
+    // The create under way brings 3 instances; CA wants only 1 of them now.
+    let made = ["x", "y", "z"]
+        .map(|id| instance(id, &r, InstanceState::Pending))
+        .to_vec();
+    let work = g.create_finished(&r, created(made));
+    assert_eq!(g.target(), 3);
+    let deleted: Vec<_> = work
+        .iter()
+        .flat_map(|w| match w {
+            Work::Delete(ids) => ids.clone(),
+            _ => vec![],
+        })
+        .collect();
+    assert_eq!(
+        deleted.len(),
+        2,
+        "cancelled instances are deleted on arrival, not adopted"
+    );
+    assert_eq!(g.deleting().count(), 2);
+}
+
+#[test]
+fn delete_nodes_is_all_or_nothing_and_respects_min() {
+    let (mut g, _) = with_live(1, 10, 3);
+    let err = g
+        .delete_nodes(&[node("p:///z/i0"), node("p:///z/elsewhere")])
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "node group g: node \"p:///z/elsewhere\" does not belong to it; nothing was deleted"
+    );
+    assert_eq!(g.target(), 3);
+    assert_eq!(g.deleting().count(), 0);
+
+    let err = g
+        .delete_nodes(&[node("p:///z/i0"), node("p:///z/i1"), node("p:///z/i2")])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FleetError::BelowMin {
+                target: 3,
+                deleting: 3,
+                min: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(g.target(), 3);
+
+    let work = g
+        .delete_nodes(&[node("p:///z/i0"), node("p:///z/i0")])
+        .unwrap();
+    assert_eq!(work, Some(Work::Delete(vec![InstanceId::new("i0")])));
+    assert_eq!(g.target(), 2);
+    // Again (CA retries): already deleting, accepted, nothing more.
+    assert_eq!(g.delete_nodes(&[node("p:///z/i0")]).unwrap(), None);
+    assert_eq!(g.target(), 2);
+    // By name when providerID is empty.
+    let by_name = NodeRef {
+        provider_id: String::new(),
+        name: "node-i1".into(),
+    };
+    g.delete_nodes(&[by_name]).unwrap();
+    assert_eq!(g.target(), 1);
+}
+
+#[test]
+fn failed_placeholders_can_be_deleted_even_at_min() {
+    let mut g = GroupState::new(spec(2, 4), "p");
+    let r = RequestId::new("r");
+    g.increase(2, r.clone()).unwrap();
+    g.create_finished(&r, Err(CloudError::out_of_resources("Quota", "no quota")));
+    let ids: Vec<_> = g
+        .members()
+        .iter()
+        .map(|m| node(m.provider_id().as_str()))
+        .collect();
+    assert!(ids[0].provider_id.starts_with("p:///placeholder/g/r-"));
+    assert_eq!(
+        g.delete_nodes(&ids).unwrap(),
+        None,
+        "no cloud call for slots"
+    );
+    assert_eq!(g.target(), 0);
+}
+
+#[test]
+fn reconcile_adopts_drops_and_retries() {
+    let (mut g, r) = with_live(0, 10, 2);
+    // i0 terminated by the cloud (spot), i1 still there, "new" unknown to us.
+    let mut gone = instance("i0", &r, InstanceState::ShuttingDown);
+    gone.state_reason = Some("spot-interruption".into());
+    let stranger = instance("new", &RequestId::new("other"), InstanceState::Running);
+    let work = g.reconcile(
+        vec![gone, instance("i1", &r, InstanceState::Running), stranger],
+        t0() + Duration::from_secs(600),
+    );
+    assert!(work.is_empty());
+    assert_eq!(g.target(), 2, "i0 left, 'new' adopted");
+    assert_eq!(
+        g.deleting().count(),
+        1,
+        "i0 reported as deleting until terminated"
+    );
+
+    // Delete i1; the call fails; the next sync retries it.
+    g.delete_nodes(&[node("p:///z/i1")]).unwrap();
+    g.delete_finished(&[InstanceId::new("i1")], false);
+    let listed = vec![
+        instance("i1", &r, InstanceState::Running),
+        instance("new", &RequestId::new("other"), InstanceState::Running),
+    ];
+    let work = g.reconcile(listed, t0() + Duration::from_secs(700));
+    assert_eq!(work, vec![Work::Delete(vec![InstanceId::new("i1")])]);
+    assert_eq!(g.target(), 1, "a deleting instance is not adopted again");
+}
+
+#[test]
+fn a_fresh_instance_missing_from_a_listing_is_kept_for_the_grace_period() {
+    let (mut g, _) = with_live(0, 10, 1);
+    g.reconcile(vec![], t0() + LIST_GRACE - Duration::from_secs(1));
+    assert_eq!(g.target(), 1);
+    g.reconcile(vec![], t0() + LIST_GRACE);
+    assert_eq!(g.target(), 0);
+}

@@ -1,0 +1,306 @@
+//! Prometheus metrics: per-RPC counts and latencies, per-group sizes, cloud calls
+//! and how fresh the fleet is. Served as text on `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+/// The externalgrpc RPCs, for labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rpc {
+    NodeGroups,
+    NodeGroupForNode,
+    PricingNodePrice,
+    PricingPodPrice,
+    GpuLabel,
+    GetAvailableGpuTypes,
+    Cleanup,
+    Refresh,
+    NodeGroupTargetSize,
+    NodeGroupIncreaseSize,
+    NodeGroupDeleteNodes,
+    NodeGroupDecreaseTargetSize,
+    NodeGroupNodes,
+    NodeGroupTemplateNodeInfo,
+    NodeGroupGetOptions,
+}
+
+impl Rpc {
+    pub const ALL: [Rpc; 15] = [
+        Rpc::NodeGroups,
+        Rpc::NodeGroupForNode,
+        Rpc::PricingNodePrice,
+        Rpc::PricingPodPrice,
+        Rpc::GpuLabel,
+        Rpc::GetAvailableGpuTypes,
+        Rpc::Cleanup,
+        Rpc::Refresh,
+        Rpc::NodeGroupTargetSize,
+        Rpc::NodeGroupIncreaseSize,
+        Rpc::NodeGroupDeleteNodes,
+        Rpc::NodeGroupDecreaseTargetSize,
+        Rpc::NodeGroupNodes,
+        Rpc::NodeGroupTemplateNodeInfo,
+        Rpc::NodeGroupGetOptions,
+    ];
+
+    /// The RPC's name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rpc::NodeGroups => "NodeGroups",
+            Rpc::NodeGroupForNode => "NodeGroupForNode",
+            Rpc::PricingNodePrice => "PricingNodePrice",
+            Rpc::PricingPodPrice => "PricingPodPrice",
+            Rpc::GpuLabel => "GPULabel",
+            Rpc::GetAvailableGpuTypes => "GetAvailableGPUTypes",
+            Rpc::Cleanup => "Cleanup",
+            Rpc::Refresh => "Refresh",
+            Rpc::NodeGroupTargetSize => "NodeGroupTargetSize",
+            Rpc::NodeGroupIncreaseSize => "NodeGroupIncreaseSize",
+            Rpc::NodeGroupDeleteNodes => "NodeGroupDeleteNodes",
+            Rpc::NodeGroupDecreaseTargetSize => "NodeGroupDecreaseTargetSize",
+            Rpc::NodeGroupNodes => "NodeGroupNodes",
+            Rpc::NodeGroupTemplateNodeInfo => "NodeGroupTemplateNodeInfo",
+            Rpc::NodeGroupGetOptions => "NodeGroupGetOptions",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    rpc: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcCodeLabels {
+    rpc: &'static str,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CloudLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+/// One instance's counts for a group, as published.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupCounts {
+    pub target: u32,
+    pub ready: u32,
+    pub creating: u32,
+    pub deleting: u32,
+    pub failed: u32,
+}
+
+/// Every metric gpupool exports.
+pub struct Metrics {
+    registry: Registry,
+    rpc_total: Family<RpcCodeLabels, Counter>,
+    rpc_seconds: Vec<Histogram>,
+    group_target: Family<GroupLabels, Gauge>,
+    group_ready: Family<GroupLabels, Gauge>,
+    group_creating: Family<GroupLabels, Gauge>,
+    group_deleting: Family<GroupLabels, Gauge>,
+    group_failed: Family<GroupLabels, Gauge>,
+    cloud_calls: Family<CloudLabels, Counter>,
+    last_sync: Gauge<f64, AtomicU64>,
+    sync_failures: Counter,
+    unmanaged: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("gpupool");
+        let rpc_total = Family::<RpcCodeLabels, Counter>::default();
+        registry.register(
+            "grpc_requests",
+            "externalgrpc calls by RPC and status code",
+            rpc_total.clone(),
+        );
+        let latency = Family::<RpcLabels, Histogram>::new_with_constructor(|| {
+            // 10 µs … ~5 s.
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                1e-5, 3.0, 13,
+            ))
+        });
+        registry.register(
+            "grpc_request_duration_seconds",
+            "Server-side time of externalgrpc calls",
+            latency.clone(),
+        );
+        let rpc_seconds = Rpc::ALL
+            .iter()
+            .map(|r| latency.get_or_create(&RpcLabels { rpc: r.name() }).clone())
+            .collect();
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let f = Family::<GroupLabels, Gauge>::default();
+            registry.register(name, help, f.clone());
+            f
+        };
+        let group_target = gauge(
+            &mut registry,
+            "node_group_target_size",
+            "Target size of the node group",
+        );
+        let group_ready = gauge(&mut registry, "node_group_ready", "Instances running");
+        let group_creating = gauge(
+            &mut registry,
+            "node_group_creating",
+            "Instances requested or booting",
+        );
+        let group_deleting = gauge(
+            &mut registry,
+            "node_group_deleting",
+            "Instances being deleted",
+        );
+        let group_failed = gauge(
+            &mut registry,
+            "node_group_failed_creations",
+            "Requested instances the cloud could not create, until CA removes them",
+        );
+        let cloud_calls = Family::<CloudLabels, Counter>::default();
+        registry.register(
+            "cloud_requests",
+            "Cloud API calls by operation and outcome",
+            cloud_calls.clone(),
+        );
+        let last_sync = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "cloud_last_sync_timestamp_seconds",
+            "When the fleet was last synced with the cloud (staleness = time() - this)",
+            last_sync.clone(),
+        );
+        let sync_failures = Counter::default();
+        registry.register(
+            "cloud_sync_failures",
+            "Syncs with the cloud that failed; the last good state was kept",
+            sync_failures.clone(),
+        );
+        let unmanaged = Gauge::default();
+        registry.register(
+            "unmanaged_instances",
+            "Instances tagged for a node group that is not in the config",
+            unmanaged.clone(),
+        );
+        Self {
+            registry,
+            rpc_total,
+            rpc_seconds,
+            group_target,
+            group_ready,
+            group_creating,
+            group_deleting,
+            group_failed,
+            cloud_calls,
+            last_sync,
+            sync_failures,
+            unmanaged,
+        }
+    }
+
+    /// Records one RPC's outcome and server-side time.
+    pub fn observe_rpc(&self, rpc: Rpc, code: tonic::Code, elapsed: Duration) {
+        let index = Rpc::ALL.iter().position(|r| *r == rpc).unwrap_or(0);
+        self.rpc_seconds[index].observe(elapsed.as_secs_f64());
+        self.rpc_total
+            .get_or_create(&RpcCodeLabels {
+                rpc: rpc.name(),
+                code: code_name(code),
+            })
+            .inc();
+    }
+
+    pub fn set_group(&self, group: &str, counts: GroupCounts) {
+        let labels = GroupLabels {
+            group: group.to_owned(),
+        };
+        self.group_target
+            .get_or_create(&labels)
+            .set(counts.target.into());
+        self.group_ready
+            .get_or_create(&labels)
+            .set(counts.ready.into());
+        self.group_creating
+            .get_or_create(&labels)
+            .set(counts.creating.into());
+        self.group_deleting
+            .get_or_create(&labels)
+            .set(counts.deleting.into());
+        self.group_failed
+            .get_or_create(&labels)
+            .set(counts.failed.into());
+    }
+
+    pub fn cloud_call(&self, operation: &'static str, ok: bool) {
+        self.cloud_calls
+            .get_or_create(&CloudLabels {
+                operation,
+                outcome: if ok { "ok" } else { "error" },
+            })
+            .inc();
+    }
+
+    pub fn synced(&self, unix_seconds: f64, unmanaged: usize) {
+        self.last_sync.set(unix_seconds);
+        self.unmanaged
+            .set(i64::try_from(unmanaged).unwrap_or(i64::MAX));
+    }
+
+    pub fn sync_failed(&self) {
+        self.sync_failures.inc();
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
