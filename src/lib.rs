@@ -1,5 +1,6 @@
 //! gpupool: a cluster-autoscaler `externalgrpc` cloud provider for GPU node pools.
 
+pub mod backend;
 pub mod config;
 
 pub mod proto {
@@ -7,4 +8,12 @@ pub mod proto {
     tonic::include_proto!("clusterautoscaler.cloudprovider.v1.externalgrpc");
 }
 pub mod fleet;
+pub mod grpc;
+pub mod http;
 pub mod metrics;
+pub mod options;
+pub mod pricing;
+pub mod quantity;
+pub mod server;
+pub mod template;
+pub mod tls;

@@ -141,10 +141,10 @@ impl Metrics {
             rpc_total.clone(),
         );
         let latency = Family::<RpcLabels, Histogram>::new_with_constructor(|| {
-            // 10 µs … ~5 s.
-            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-                1e-5, 3.0, 13,
-            ))
+            Histogram::new([
+                10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3,
+                50e-3, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ])
         });
         registry.register(
             "grpc_request_duration_seconds",

@@ -38,6 +38,9 @@ pub trait Cloud: Send + Sync + std::fmt::Debug {
     /// The region this backend operates in.
     fn region(&self) -> &str;
 
+    /// The zones of the region that instances can be placed in.
+    async fn zones(&self) -> Result<Vec<String>, CloudError>;
+
     /// Every instance (in any state but long gone) that belongs to one of `groups`.
     async fn list_instances(&self, groups: &[GroupId]) -> Result<Vec<Instance>, CloudError>;
 

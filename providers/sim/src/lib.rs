@@ -137,6 +137,10 @@ impl Cloud for SimCloud {
         &self.config.region
     }
 
+    async fn zones(&self) -> Result<Vec<String>, CloudError> {
+        Ok(self.config.zones.clone())
+    }
+
     async fn list_instances(&self, groups: &[GroupId]) -> Result<Vec<Instance>, CloudError> {
         Ok(self.with_fleet(|fleet, _, _, _| fleet.list(groups)))
     }

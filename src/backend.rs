@@ -1,0 +1,63 @@
+//! Picks the cloud backend named in the config and what it adds to the
+//! operations port.
+
+use crate::config::{CloudKind, Config};
+use crate::server::Backend;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use gpupool_cloud::{Clock, InstanceId};
+use gpupool_sim::{SimCloud, SimError};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("sim: {0}")]
+    Sim(#[from] SimError),
+    #[error(
+        "cloud: {0} is not available in this build yet; use `cloud: sim` (the AWS, GCP and Azure backends are separate features)"
+    )]
+    NotBuilt(&'static str),
+}
+
+/// The backend for `config.cloud`.
+pub fn from_config(config: &Config, clock: Arc<dyn Clock>) -> Result<Backend, BackendError> {
+    match config.cloud {
+        CloudKind::Sim => {
+            let sim = Arc::new(SimCloud::new(config.sim.clone(), clock.clone())?);
+            Ok(Backend {
+                cloud: sim.clone(),
+                clock,
+                extra_routes: Some(sim_routes(sim)),
+            })
+        }
+        CloudKind::Aws => Err(BackendError::NotBuilt("aws")),
+        CloudKind::Gcp => Err(BackendError::NotBuilt("gcp")),
+        CloudKind::Azure => Err(BackendError::NotBuilt("azure")),
+    }
+}
+
+/// The simulator's admin API: `POST /sim/v1/instances/{id}/interrupt` sends a
+/// spot interruption notice to one instance now.
+pub fn sim_routes(sim: Arc<SimCloud>) -> axum::Router {
+    axum::Router::new()
+        .route("/sim/v1/instances/{id}/interrupt", post(interrupt))
+        .with_state(sim)
+}
+
+async fn interrupt(
+    State(sim): State<Arc<SimCloud>>,
+    Path(id): Path<String>,
+) -> Result<Json<gpupool_cloud::Instance>, (StatusCode, String)> {
+    sim.interrupt(&InstanceId::new(id)).map(Json).map_err(|e| {
+        let code = match e {
+            SimError::NoSuchInstance(_) => StatusCode::NOT_FOUND,
+            SimError::NotSpot(_) | SimError::NotRunning(_) => StatusCode::CONFLICT,
+            SimError::Config { .. } | SimError::StateFile { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        (code, format!("{e}\n"))
+    })
+}

@@ -1,0 +1,120 @@
+//! `gpupool serve`.
+
+use anyhow::Context;
+use gpupool::config::{Config, TlsConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Config file; without it, the embedded example (simulated cloud, example GPU groups)
+    #[arg(long, short, env = "GPUPOOL_CONFIG")]
+    config: Option<PathBuf>,
+    /// gRPC address for cluster-autoscaler (overrides server.grpc_listen)
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
+    /// Address of /healthz, /readyz and /metrics (overrides server.http_listen)
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// Simulated cloud: run simulated time this many times faster (overrides sim.time_scale)
+    #[arg(long)]
+    time_scale: Option<f64>,
+    /// Simulated cloud: keep the fleet in this file across restarts (overrides sim.state_file)
+    #[arg(long)]
+    state_file: Option<PathBuf>,
+    /// TLS certificate (PEM) of the gRPC port; with --tls-key
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM)
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// CA certificate (PEM) that client certificates must be signed by (mTLS)
+    #[arg(long, requires = "tls_cert")]
+    tls_cacert: Option<PathBuf>,
+    /// Log format
+    #[arg(long, value_enum, default_value = "text", env = "GPUPOOL_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default_example(),
+    };
+    if let Some(a) = args.grpc_listen {
+        config.server.grpc_listen = a;
+    }
+    if let Some(a) = args.http_listen {
+        config.server.http_listen = a;
+    }
+    if let Some(s) = args.time_scale {
+        config.sim.time_scale = s;
+    }
+    if let Some(p) = args.state_file {
+        config.sim.state_file = Some(p);
+    }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.server.tls = Some(TlsConfig {
+            cert,
+            key,
+            cacert: args.tls_cacert,
+        });
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let clock: Arc<dyn gpupool_cloud::Clock> = Arc::new(gpupool_cloud::SystemClock);
+    let backend = gpupool::backend::from_config(&config, clock)?;
+    let server = gpupool::server::start(&config, backend).await?;
+    println!(
+        "gpupool serving externalgrpc on {} ({}), ops on http://{}",
+        server.grpc_addr,
+        if config.server.tls.is_some() {
+            "TLS"
+        } else {
+            "plaintext"
+        },
+        server.http_addr
+    );
+    shutdown_signal().await?;
+    tracing::info!("signal received; shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,197 @@
+//! `gpupool serve`: the fleet, the gRPC service for CA, the operations port and
+//! the background sync, started together and stopped together.
+
+use crate::config::{Config, ConfigError};
+use crate::fleet::{Fleet, RateLimit};
+use crate::grpc::{Service, ServiceSettings};
+use crate::metrics::Metrics;
+use crate::pricing::PriceBook;
+use crate::proto::cloud_provider_server::CloudProviderServer;
+use gpupool_cloud::{Clock, Cloud, CloudError};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cloud: {0}")]
+    Cloud(#[from] CloudError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot listen on {addr} ({what}): {reason}")]
+    Listen {
+        what: &'static str,
+        addr: SocketAddr,
+        reason: String,
+    },
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// The cloud to serve, how time passes, and extra HTTP routes it brings.
+pub struct Backend {
+    pub cloud: Arc<dyn Cloud>,
+    pub clock: Arc<dyn Clock>,
+    pub extra_routes: Option<axum::Router>,
+}
+
+/// A running server.
+pub struct Server {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub fleet: Arc<Fleet>,
+    pub metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts everything; returns once both ports listen and the first sync with the
+/// cloud has been tried.
+pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeError> {
+    let Backend {
+        cloud,
+        clock,
+        extra_routes,
+    } = backend;
+    let catalog = cloud.instance_types().await?;
+    let zones = cloud.zones().await?;
+    let specs = config.validate(&catalog, &zones)?;
+    let prices = match cloud.prices().await {
+        Ok(p) => PriceBook::new(p),
+        Err(e) => {
+            tracing::warn!(error = %e, "no prices from the cloud; pricing RPCs will fail");
+            PriceBook::default()
+        }
+    };
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(crate::tls::server_config)
+        .transpose()?;
+    let metrics = Arc::new(Metrics::new());
+    let rate = RateLimit {
+        per_second: NonZeroU32::new(config.server.cloud_calls_per_second)
+            .unwrap_or(NonZeroU32::MIN),
+        burst: NonZeroU32::new(config.server.cloud_call_burst).unwrap_or(NonZeroU32::MIN),
+    };
+    let fleet = Fleet::new(cloud, clock, metrics.clone(), specs, rate);
+    if let Err(e) = fleet.sync().await {
+        tracing::warn!(error = %e, "first sync with the cloud failed; not ready until one succeeds");
+    }
+
+    let service = Service::new(
+        fleet.clone(),
+        ServiceSettings {
+            region: config.region.clone(),
+            gpu_label: config.gpu_label.clone(),
+            options_mode: config.server.node_group_options,
+            refresh_timeout: config.server.refresh_timeout,
+        },
+        prices,
+        metrics.clone(),
+    );
+    let bind = |what, addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|e| ServeError::Listen {
+                what,
+                addr,
+                reason: e.to_string(),
+            })
+    };
+    let grpc_listener = bind("gRPC", config.server.grpc_listen).await?;
+    let http_listener = bind("HTTP", config.server.http_listen).await?;
+    let grpc_addr = grpc_listener.local_addr().map_err(|e| ServeError::Listen {
+        what: "gRPC",
+        addr: config.server.grpc_listen,
+        reason: e.to_string(),
+    })?;
+    let http_addr = http_listener.local_addr().map_err(|e| ServeError::Listen {
+        what: "HTTP",
+        addr: config.server.http_listen,
+        reason: e.to_string(),
+    })?;
+
+    let cancel = CancellationToken::new();
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let grpc = builder
+        .add_service(CloudProviderServer::new(service))
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(grpc_listener),
+            cancel.clone().cancelled_owned(),
+        );
+    let mut routes = crate::http::router(fleet.clone(), metrics.clone());
+    if let Some(extra) = extra_routes {
+        routes = routes.merge(extra);
+    }
+    let http =
+        axum::serve(http_listener, routes).with_graceful_shutdown(cancel.clone().cancelled_owned());
+
+    let tasks = vec![
+        tokio::spawn(async move {
+            if let Err(e) = grpc.await {
+                tracing::error!(error = %e, "gRPC server stopped");
+            }
+        }),
+        tokio::spawn(async move {
+            if let Err(e) = http.await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        }),
+        tokio::spawn(sync_loop(
+            fleet.clone(),
+            config.server.sync_interval,
+            cancel.clone(),
+        )),
+    ];
+    tracing::info!(%grpc_addr, %http_addr, groups = fleet.specs().len(), "gpupool serving");
+    Ok(Server {
+        grpc_addr,
+        http_addr,
+        fleet,
+        metrics,
+        cancel,
+        tasks,
+    })
+}
+
+/// Keeps the fleet fresh when CA is not calling Refresh (metrics, `gpupool groups`).
+async fn sync_loop(fleet: Arc<Fleet>, every: Duration, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = fleet.sync().await {
+                    tracing::warn!(error = %e, "background sync failed; keeping the last good state");
+                }
+            }
+        }
+    }
+}
+
+impl Server {
+    /// Stops accepting calls, lets calls under way finish, and waits (bounded)
+    /// for cloud work under way.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.fleet.shutdown(Duration::from_secs(20)).await;
+        tracing::info!("gpupool stopped");
+    }
+}

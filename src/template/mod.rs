@@ -1,0 +1,170 @@
+//! The template node: what a new node of a group will look like, so CA can
+//! scale up from zero for exactly the pods such a node can run.
+//!
+//! Encoded once per group at start with `k8s-pb` (a core/v1 Node in Kubernetes
+//! protobuf encoding) and served from memory.
+
+pub mod reserve;
+
+use crate::config::GroupSpec;
+use k8s_pb::api::core::v1::{Node, NodeCondition, NodeSpec, NodeStatus, Taint};
+use k8s_pb::apimachinery::pkg::api::resource::Quantity;
+use k8s_pb::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use prost::Message;
+use std::collections::BTreeMap;
+
+/// Pods per node, the kubelet's default.
+pub const MAX_PODS: u32 = 110;
+/// Root disk of a node, GiB (the ephemeral-storage capacity).
+pub const DISK_GIB: u64 = 200;
+
+/// Label with the node group's id.
+pub const NODE_GROUP_LABEL: &str = "gpupool.dev/node-group";
+/// Label with how the node is bought (`spot` / `on-demand`).
+pub const CAPACITY_TYPE_LABEL: &str = "gpupool.dev/capacity-type";
+/// The NVIDIA device plugin's extended resource.
+pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
+
+/// A group's template, built once.
+#[derive(Clone, Debug)]
+pub struct Template {
+    pub node: Node,
+    /// `node` in Kubernetes protobuf encoding.
+    pub bytes: Vec<u8>,
+    /// The GPU label's value, if the type has GPUs.
+    pub gpu_type: Option<String>,
+}
+
+/// Where the group lives and how GPUs are labelled.
+#[derive(Clone, Copy, Debug)]
+pub struct TemplateContext<'a> {
+    pub region: &'a str,
+    pub gpu_label: &'a str,
+}
+
+impl Template {
+    pub fn build(spec: &GroupSpec, cx: TemplateContext<'_>) -> Self {
+        let node = node(spec, cx);
+        let bytes = node.encode_to_vec();
+        Self {
+            node,
+            bytes,
+            gpu_type: spec
+                .instance_type
+                .gpu
+                .as_ref()
+                .map(|g| g.accelerator.clone()),
+        }
+    }
+
+    /// A resource's allocatable amount, in its base unit (cores, bytes, count).
+    pub fn allocatable(&self, resource: &str) -> f64 {
+        self.node
+            .status
+            .as_ref()
+            .and_then(|s| s.allocatable.get(resource))
+            .and_then(|q| q.string.as_deref())
+            .and_then(|s| crate::quantity::parse(s).ok())
+            .unwrap_or(0.0)
+    }
+}
+
+fn node(spec: &GroupSpec, cx: TemplateContext<'_>) -> Node {
+    let ty = &spec.instance_type;
+    let name = format!("template-node-for-{}", spec.id);
+    let zone = spec.zones.first().cloned().unwrap_or_default();
+
+    let mut labels = BTreeMap::new();
+    let mut label = |k: &str, v: String| {
+        labels.insert(k.to_owned(), v);
+    };
+    label("kubernetes.io/os", "linux".into());
+    label("kubernetes.io/arch", ty.arch.as_str().into());
+    label("kubernetes.io/hostname", name.clone());
+    label("node.kubernetes.io/instance-type", ty.name.clone());
+    label("topology.kubernetes.io/region", cx.region.into());
+    label("topology.kubernetes.io/zone", zone);
+    label(NODE_GROUP_LABEL, spec.id.to_string());
+    label(
+        CAPACITY_TYPE_LABEL,
+        spec.purchase.preferred().as_str().into(),
+    );
+    if let Some(gpu) = &ty.gpu {
+        label(cx.gpu_label, gpu.accelerator.clone());
+        label("nvidia.com/gpu.present", "true".into());
+        label("nvidia.com/gpu.product", gpu.product.clone());
+        label("nvidia.com/gpu.count", gpu.count.to_string());
+        label("nvidia.com/gpu.memory", gpu.memory_mib.to_string());
+    }
+    labels.extend(spec.labels.clone());
+
+    let q = |s: String| Quantity { string: Some(s) };
+    let mut capacity = BTreeMap::new();
+    let mut allocatable = BTreeMap::new();
+    capacity.insert("cpu".to_owned(), q(ty.vcpus.to_string()));
+    allocatable.insert(
+        "cpu".to_owned(),
+        q(format!(
+            "{}m",
+            u64::from(ty.vcpus) * 1000 - reserve::cpu_millis(ty.vcpus)
+        )),
+    );
+    capacity.insert("memory".to_owned(), q(format!("{}Mi", ty.memory_mib)));
+    allocatable.insert(
+        "memory".to_owned(),
+        q(format!(
+            "{}Mi",
+            ty.memory_mib
+                .saturating_sub(reserve::memory_mib(ty.memory_mib))
+        )),
+    );
+    for map in [&mut capacity, &mut allocatable] {
+        map.insert("pods".to_owned(), q(MAX_PODS.to_string()));
+    }
+    capacity.insert("ephemeral-storage".to_owned(), q(format!("{DISK_GIB}Gi")));
+    allocatable.insert(
+        "ephemeral-storage".to_owned(),
+        q(format!(
+            "{}Gi",
+            reserve::ephemeral_allocatable_gib(DISK_GIB)
+        )),
+    );
+    if let Some(gpu) = &ty.gpu {
+        for map in [&mut capacity, &mut allocatable] {
+            map.insert(GPU_RESOURCE.to_owned(), q(gpu.count.to_string()));
+        }
+    }
+
+    Node {
+        metadata: Some(ObjectMeta {
+            name: Some(name),
+            labels,
+            ..Default::default()
+        }),
+        spec: Some(NodeSpec {
+            taints: spec
+                .taints
+                .iter()
+                .map(|t| Taint {
+                    key: Some(t.key.clone()),
+                    value: Some(t.value.clone()),
+                    effect: Some(t.effect.as_str().to_owned()),
+                    time_added: None,
+                })
+                .collect(),
+            ..Default::default()
+        }),
+        status: Some(NodeStatus {
+            capacity,
+            allocatable,
+            phase: Some("Running".into()),
+            conditions: vec![NodeCondition {
+                r#type: Some("Ready".into()),
+                status: Some("True".into()),
+                reason: Some("KubeletReady".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+    }
+}
