@@ -13,7 +13,7 @@ pub const OUT_OF_RESOURCES_CLASS: i32 = 1;
 pub const OTHER_ERROR_CLASS: i32 = 99;
 
 /// An instant from the new (Timestamp) field, else the old (meta/v1 Time) one.
-pub fn instant(
+fn instant(
     new: Option<&prost_types::Timestamp>,
     old: Option<&K8sTime>,
     names: (&str, &str),
@@ -38,8 +38,14 @@ pub fn instant(
         .ok_or_else(|| bad_field(field, "out of range"))
 }
 
-/// Hours from `start` to `end`; `end` before `start` is refused.
-pub fn hours(start: SystemTime, end: SystemTime) -> Result<f64, Status> {
+/// One instant as CA may send it: (new Timestamp field, old meta/v1 Time field).
+pub type EitherTime<'a> = (Option<&'a prost_types::Timestamp>, Option<&'a K8sTime>);
+
+/// Hours of the interval a pricing request names, from whichever fields are
+/// set; an interval that ends before it starts is refused.
+pub fn hours(start: EitherTime<'_>, end: EitherTime<'_>) -> Result<f64, Status> {
+    let start = instant(start.0, start.1, ("startTimestamp", "startTime"))?;
+    let end = instant(end.0, end.1, ("endTimestamp", "endTime"))?;
     end.duration_since(start)
         .map(|d| d.as_secs_f64() / 3600.0)
         .map_err(|_| bad_field("endTimestamp", "is before startTimestamp"))

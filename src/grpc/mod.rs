@@ -171,17 +171,10 @@ impl CloudProvider for Service {
                 .node
                 .as_ref()
                 .ok_or_else(|| bad_field("node", "missing"))?;
-            let start = convert::instant(
-                r.start_timestamp.as_ref(),
-                r.start_time.as_ref(),
-                ("startTimestamp", "startTime"),
+            let hours = convert::hours(
+                (r.start_timestamp.as_ref(), r.start_time.as_ref()),
+                (r.end_timestamp.as_ref(), r.end_time.as_ref()),
             )?;
-            let end = convert::instant(
-                r.end_timestamp.as_ref(),
-                r.end_time.as_ref(),
-                ("endTimestamp", "endTime"),
-            )?;
-            let hours = convert::hours(start, end)?;
             let hourly = pricing::node_hourly(
                 &self.prices,
                 self.fleet.specs(),
@@ -216,17 +209,10 @@ impl CloudProvider for Service {
                     "missing (neither pod_bytes nor pod is set)",
                 ));
             }
-            let start = convert::instant(
-                r.start_timestamp.as_ref(),
-                r.start_time.as_ref(),
-                ("startTimestamp", "startTime"),
+            let hours = convert::hours(
+                (r.start_timestamp.as_ref(), r.start_time.as_ref()),
+                (r.end_timestamp.as_ref(), r.end_time.as_ref()),
             )?;
-            let end = convert::instant(
-                r.end_timestamp.as_ref(),
-                r.end_time.as_ref(),
-                ("endTimestamp", "endTime"),
-            )?;
-            let hours = convert::hours(start, end)?;
             let pod = pricing::pod_requests(bytes)?;
             Ok(PricingPodPriceResponse {
                 price: pricing::pod_hourly(&self.prices, &self.fits, &pod) * hours,
