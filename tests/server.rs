@@ -107,11 +107,12 @@ async fn the_sim_interrupts_a_spot_instance_on_demand_and_the_group_shrinks() {
     h.stop().await;
 }
 
-/// The simulated cloud with a switch that makes listing fail.
+/// The simulated cloud with switches that make listing or creating fail.
 #[derive(Debug)]
 struct Flaky {
     sim: Arc<SimCloud>,
     fail: AtomicBool,
+    deny_create: AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -132,6 +133,12 @@ impl Cloud for Flaky {
         self.sim.list_instances(groups).await
     }
     async fn create_instances(&self, r: &CreateRequest) -> Result<CreateOutcome, CloudError> {
+        if self.deny_create.load(Ordering::SeqCst) {
+            return Err(CloudError::other(
+                "UnauthorizedOperation",
+                "You are not authorized to perform this operation.",
+            ));
+        }
         self.sim.create_instances(r).await
     }
     async fn delete_instances(&self, ids: &[InstanceId]) -> Result<(), CloudError> {
@@ -154,6 +161,7 @@ async fn refresh_never_fails_because_the_cloud_does() {
     let flaky = Arc::new(Flaky {
         sim,
         fail: AtomicBool::new(false),
+        deny_create: AtomicBool::new(false),
     });
     let backend = Backend {
         cloud: flaky.clone(),

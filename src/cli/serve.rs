@@ -76,6 +76,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Before anything listens, so a SIGTERM at any point after start-up is a
+    // clean shutdown, never the default kill.
+    let signals = shutdown_signal()?;
     let clock: Arc<dyn gpupool_cloud::Clock> = Arc::new(gpupool_cloud::SystemClock);
     let backend = gpupool::backend::from_config(&config, clock)?;
     let server = gpupool::server::start(&config, backend).await?;
@@ -89,21 +92,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
         server.http_addr
     );
-    shutdown_signal().await?;
+    signals.await;
     tracing::info!("signal received; shutting down");
     server.shutdown().await;
     Ok(())
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
+/// Installs the SIGTERM and SIGINT handlers now; the future resolves on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 fn init_logging(format: LogFormat) {
