@@ -9,7 +9,7 @@ use gpupool_cloud::{
 };
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 /// Why the simulator stopped an instance on its own.
@@ -76,6 +76,7 @@ impl Fleet {
 
     /// Instances of these groups, as the cloud lists them.
     pub fn list(&self, groups: &[GroupId]) -> Vec<Instance> {
+        let groups: HashSet<&GroupId> = groups.iter().collect();
         self.instances
             .values()
             .filter(|s| groups.contains(&s.instance.group))
@@ -83,30 +84,27 @@ impl Fleet {
             .collect()
     }
 
-    fn spot_in_use(&self, instance_type: &str, zone: &str) -> u32 {
-        let n = self
-            .instances
-            .values()
-            .filter(|s| {
-                let i = &s.instance;
-                i.capacity_type == CapacityType::Spot
-                    && i.instance_type == instance_type
-                    && i.zone == zone
-                    && i.state != InstanceState::Terminated
-            })
-            .count();
-        u32::try_from(n).unwrap_or(u32::MAX)
-    }
-
-    fn group_in_zone(&self, group: &GroupId, zone: &str) -> usize {
-        self.instances
-            .values()
-            .filter(|s| {
-                &s.instance.group == group
-                    && s.instance.zone == zone
-                    && s.instance.state != InstanceState::Terminated
-            })
-            .count()
+    /// Per zone of the request: (spot instances of this type, instances of
+    /// this group), counted once per request.
+    fn zone_usage(&self, request: &CreateRequest) -> HashMap<String, (u32, usize)> {
+        let mut usage: HashMap<String, (u32, usize)> =
+            request.zones.iter().map(|z| (z.clone(), (0, 0))).collect();
+        for s in self.instances.values() {
+            let i = &s.instance;
+            if i.state == InstanceState::Terminated {
+                continue;
+            }
+            if let Some(u) = usage.get_mut(&i.zone) {
+                if i.capacity_type == CapacityType::Spot && i.instance_type == request.instance_type
+                {
+                    u.0 += 1;
+                }
+                if i.group == request.group {
+                    u.1 += 1;
+                }
+            }
+        }
+        usage
     }
 
     /// Creates what fits; records the outcome under the request id.
@@ -133,18 +131,22 @@ impl Fleet {
         }
         let mut created = Vec::new();
         let mut short = 0u32;
+        let mut usage = self.zone_usage(request);
         for _ in 0..request.count {
             let placed = match request.purchase {
-                PurchaseOption::OnDemand => self.on_demand_zone(request),
-                PurchaseOption::Spot => self.spot_zone(request, ty, config),
-                PurchaseOption::SpotThenOnDemand => self
-                    .spot_zone(request, ty, config)
-                    .or_else(|| self.on_demand_zone(request)),
+                PurchaseOption::OnDemand => on_demand_zone(request, &usage),
+                PurchaseOption::Spot => spot_zone(request, ty, config, &usage),
+                PurchaseOption::SpotThenOnDemand => spot_zone(request, ty, config, &usage)
+                    .or_else(|| on_demand_zone(request, &usage)),
             };
             let Some((zone, capacity_type)) = placed else {
                 short += 1;
                 continue;
             };
+            if let Some(u) = usage.get_mut(&zone) {
+                u.0 += u32::from(capacity_type == CapacityType::Spot);
+                u.1 += 1;
+            }
             let instance = self.launch(request, ty, zone, capacity_type, now, config, rng);
             created.push(instance);
         }
@@ -166,44 +168,6 @@ impl Fleet {
             },
         );
         CreateOutcome { created, failed }
-    }
-
-    /// The zone with the fewest instances of the group.
-    fn on_demand_zone(&self, request: &CreateRequest) -> Option<(String, CapacityType)> {
-        request
-            .zones
-            .iter()
-            .min_by_key(|z| self.group_in_zone(&request.group, z))
-            .map(|z| (z.clone(), CapacityType::OnDemand))
-    }
-
-    /// The zone with the most free spot capacity, if any is left.
-    fn spot_zone(
-        &self,
-        request: &CreateRequest,
-        ty: &SimType,
-        config: &SimConfig,
-    ) -> Option<(String, CapacityType)> {
-        request
-            .zones
-            .iter()
-            .map(|z| {
-                let capacity = config
-                    .spot_capacity
-                    .get(&ty.name)
-                    .and_then(|zones| zones.get(z))
-                    .copied()
-                    .unwrap_or(ty.spot_capacity_per_zone);
-                (z, capacity.saturating_sub(self.spot_in_use(&ty.name, z)))
-            })
-            .filter(|(_, free)| *free > 0)
-            .max_by_key(|(z, free)| {
-                (
-                    *free,
-                    std::cmp::Reverse(self.group_in_zone(&request.group, z)),
-                )
-            })
-            .map(|(z, _)| (z.clone(), CapacityType::Spot))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -291,6 +255,43 @@ impl Fleet {
         notify_interruption(sim, now, config);
         Ok(sim.instance.clone())
     }
+}
+
+/// The zone with the fewest instances of the group.
+fn on_demand_zone(
+    request: &CreateRequest,
+    usage: &HashMap<String, (u32, usize)>,
+) -> Option<(String, CapacityType)> {
+    request
+        .zones
+        .iter()
+        .min_by_key(|z| usage.get(*z).map_or(0, |u| u.1))
+        .map(|z| (z.clone(), CapacityType::OnDemand))
+}
+
+/// The zone with the most free spot capacity, if any is left.
+fn spot_zone(
+    request: &CreateRequest,
+    ty: &SimType,
+    config: &SimConfig,
+    usage: &HashMap<String, (u32, usize)>,
+) -> Option<(String, CapacityType)> {
+    request
+        .zones
+        .iter()
+        .map(|z| {
+            let capacity = config
+                .spot_capacity
+                .get(&ty.name)
+                .and_then(|zones| zones.get(z))
+                .copied()
+                .unwrap_or(ty.spot_capacity_per_zone);
+            let (spot, group) = usage.get(z).copied().unwrap_or_default();
+            (z, capacity.saturating_sub(spot), group)
+        })
+        .filter(|(_, free, _)| *free > 0)
+        .max_by_key(|(_, free, group)| (*free, std::cmp::Reverse(*group)))
+        .map(|(z, _, _)| (z.clone(), CapacityType::Spot))
 }
 
 fn notify_interruption(sim: &mut SimInstance, now: SystemTime, config: &SimConfig) {
