@@ -128,7 +128,7 @@ impl Fleet {
     pub fn increase_size(self: &Arc<Self>, id: &str, delta: i32) -> Result<(), FleetError> {
         let index = self.group_index(id)?;
         let request = new_request_id(&self.specs[index].id);
-        let work = self.change(|inner| inner.groups[index].increase(delta, request))?;
+        let work = self.change(index, |g| g.increase(delta, request))?;
         tracing::info!(group = id, delta, "increase size");
         self.dispatch(index, vec![work]);
         Ok(())
@@ -136,14 +136,14 @@ impl Fleet {
 
     pub fn decrease_target_size(&self, id: &str, delta: i32) -> Result<(), FleetError> {
         let index = self.group_index(id)?;
-        self.change(|inner| inner.groups[index].decrease_target(delta))?;
+        self.change(index, |g| g.decrease_target(delta))?;
         tracing::info!(group = id, delta, "decrease target size");
         Ok(())
     }
 
     pub fn delete_nodes(self: &Arc<Self>, id: &str, nodes: &[NodeRef]) -> Result<(), FleetError> {
         let index = self.group_index(id)?;
-        let work = self.change(|inner| inner.groups[index].delete_nodes(nodes))?;
+        let work = self.change(index, |g| g.delete_nodes(nodes))?;
         tracing::info!(group = id, nodes = nodes.len(), "delete nodes");
         self.dispatch(index, work.into_iter().collect());
         Ok(())
@@ -187,7 +187,7 @@ impl Fleet {
                 .map(|(i, listed)| (i, inner.groups[i].reconcile(listed, now)))
                 .collect();
             inner.synced_at = Some(now);
-            self.publish(&inner);
+            self.publish(&inner, 0..self.specs.len());
             work
         };
         self.metrics.synced(unix_seconds(now), unmanaged);
@@ -220,20 +220,29 @@ impl Fleet {
         }
     }
 
+    /// Changes one group and publishes it; a refused change publishes nothing.
     fn change<T>(
         &self,
-        f: impl FnOnce(&mut Inner) -> Result<T, FleetError>,
+        index: usize,
+        f: impl FnOnce(&mut GroupState) -> Result<T, FleetError>,
     ) -> Result<T, FleetError> {
         let mut inner = self.lock();
-        let out = f(&mut inner)?;
-        self.publish(&inner);
+        let out = f(&mut inner.groups[index])?;
+        self.publish(&inner, [index]);
         Ok(out)
     }
 
-    fn publish(&self, inner: &Inner) {
-        let snapshot = Snapshot::build(&inner.groups, inner.synced_at);
-        for (spec, view) in self.specs.iter().zip(&snapshot.groups) {
-            self.metrics.set_group(spec.id.as_str(), view.counts);
+    /// Publishes the next snapshot with `changed` groups rebuilt. Runs under
+    /// the state lock, so snapshots are published in the order of the changes.
+    fn publish(&self, inner: &Inner, changed: impl IntoIterator<Item = usize> + Clone) {
+        let snapshot = self
+            .snapshot
+            .load()
+            .with(&inner.groups, changed.clone(), inner.synced_at);
+        for index in changed {
+            let counts = snapshot.groups[index].counts;
+            self.metrics
+                .set_group(self.specs[index].id.as_str(), counts);
         }
         self.snapshot.store(Arc::new(snapshot));
     }
@@ -273,7 +282,7 @@ impl Fleet {
                 let follow_up = {
                     let mut inner = self.lock();
                     let w = inner.groups[index].create_finished(&request.request_id, result);
-                    self.publish(&inner);
+                    self.publish(&inner, [index]);
                     w
                 };
                 self.dispatch(index, follow_up);
@@ -286,7 +295,7 @@ impl Fleet {
                 }
                 let mut inner = self.lock();
                 inner.groups[index].delete_finished(&ids, result.is_ok());
-                self.publish(&inner);
+                self.publish(&inner, [index]);
             }
         }
     }

@@ -3,7 +3,7 @@
 use super::group::{GroupState, Member};
 use crate::metrics::GroupCounts;
 use gpupool_cloud::{CloudError, InstanceState, ProviderId};
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// How CA sees one instance.
@@ -29,100 +29,131 @@ pub struct GroupView {
     pub target: u32,
     pub instances: Vec<InstanceView>,
     pub counts: GroupCounts,
+    /// Kubernetes node names the cloud reported for the group's instances.
+    pub node_names: Vec<String>,
 }
 
 /// Every group at one moment, with the indexes per-node RPCs need.
-#[derive(Debug, Default)]
+///
+/// The indexes are persistent maps: the next snapshot shares everything with
+/// this one but the groups that changed, so a change to one group costs what
+/// that group holds, not what the fleet holds.
+#[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// In config order; the index is the group's index everywhere.
-    pub groups: Vec<GroupView>,
-    by_provider_id: HashMap<ProviderId, usize>,
-    by_node_name: HashMap<String, usize>,
+    pub groups: Vec<Arc<GroupView>>,
+    by_provider_id: imbl::HashMap<ProviderId, usize>,
+    by_node_name: imbl::HashMap<String, usize>,
     /// When the fleet was last synced with the cloud successfully.
     pub synced_at: Option<SystemTime>,
 }
 
-impl Snapshot {
-    pub fn build(states: &[GroupState], synced_at: Option<SystemTime>) -> Self {
-        let mut snapshot = Snapshot {
-            groups: Vec::with_capacity(states.len()),
-            synced_at,
+impl GroupView {
+    pub fn of(state: &GroupState) -> Self {
+        let mut view = GroupView {
+            target: state.target(),
             ..Default::default()
         };
-        for (index, state) in states.iter().enumerate() {
-            let mut view = GroupView {
-                target: state.target(),
-                ..Default::default()
-            };
-            view.counts.target = view.target;
-            for member in state.members() {
-                let iv = match member {
-                    Member::Requested { placeholder, .. } => {
-                        view.counts.creating += 1;
-                        InstanceView {
-                            provider_id: placeholder.clone(),
-                            state: NodeState::Creating,
-                            error: None,
-                            instance_type: state.spec.instance_type.name.clone(),
-                            capacity_type: None,
-                        }
-                    }
-                    Member::Failed { placeholder, error } => {
-                        view.counts.failed += 1;
-                        InstanceView {
-                            provider_id: placeholder.clone(),
-                            state: NodeState::Creating,
-                            error: Some(error.clone()),
-                            instance_type: state.spec.instance_type.name.clone(),
-                            capacity_type: None,
-                        }
-                    }
-                    Member::Live(i) => {
-                        let running = i.state == InstanceState::Running;
-                        if running {
-                            view.counts.ready += 1;
-                        } else {
-                            view.counts.creating += 1;
-                        }
-                        if let Some(name) = &i.node_name {
-                            snapshot.by_node_name.insert(name.clone(), index);
-                        }
-                        InstanceView {
-                            provider_id: i.provider_id.clone(),
-                            state: if running {
-                                NodeState::Running
-                            } else {
-                                NodeState::Creating
-                            },
-                            error: None,
-                            instance_type: i.instance_type.clone(),
-                            capacity_type: Some(i.capacity_type),
-                        }
-                    }
-                };
-                snapshot
-                    .by_provider_id
-                    .insert(iv.provider_id.clone(), index);
-                view.instances.push(iv);
-            }
-            for d in state.deleting() {
-                view.counts.deleting += 1;
-                let i = &d.instance;
-                snapshot.by_provider_id.insert(i.provider_id.clone(), index);
-                if let Some(name) = &i.node_name {
-                    snapshot.by_node_name.insert(name.clone(), index);
+        view.counts.target = view.target;
+        let slot = |placeholder: &ProviderId, error: Option<&CloudError>| InstanceView {
+            provider_id: placeholder.clone(),
+            state: NodeState::Creating,
+            error: error.cloned(),
+            instance_type: state.spec.instance_type.name.clone(),
+            capacity_type: None,
+        };
+        for member in state.members() {
+            let iv = match member {
+                Member::Requested { placeholder, .. } => {
+                    view.counts.creating += 1;
+                    slot(placeholder, None)
                 }
-                view.instances.push(InstanceView {
-                    provider_id: i.provider_id.clone(),
-                    state: NodeState::Deleting,
-                    error: None,
-                    instance_type: i.instance_type.clone(),
-                    capacity_type: Some(i.capacity_type),
-                });
-            }
-            snapshot.groups.push(view);
+                Member::Failed { placeholder, error } => {
+                    view.counts.failed += 1;
+                    slot(placeholder, Some(error))
+                }
+                Member::Live(i) => {
+                    let running = i.state == InstanceState::Running;
+                    if running {
+                        view.counts.ready += 1;
+                    } else {
+                        view.counts.creating += 1;
+                    }
+                    view.live(
+                        i,
+                        if running {
+                            NodeState::Running
+                        } else {
+                            NodeState::Creating
+                        },
+                    )
+                }
+            };
+            view.instances.push(iv);
         }
-        snapshot
+        for d in state.deleting() {
+            view.counts.deleting += 1;
+            let iv = view.live(&d.instance, NodeState::Deleting);
+            view.instances.push(iv);
+        }
+        view
+    }
+
+    fn live(&mut self, i: &gpupool_cloud::Instance, state: NodeState) -> InstanceView {
+        if let Some(name) = &i.node_name {
+            self.node_names.push(name.clone());
+        }
+        InstanceView {
+            provider_id: i.provider_id.clone(),
+            state,
+            error: None,
+            instance_type: i.instance_type.clone(),
+            capacity_type: Some(i.capacity_type),
+        }
+    }
+}
+
+impl Snapshot {
+    /// The first snapshot: every group.
+    pub fn build(states: &[GroupState], synced_at: Option<SystemTime>) -> Self {
+        let empty = Snapshot {
+            groups: states.iter().map(|_| Arc::default()).collect(),
+            ..Default::default()
+        };
+        empty.with(states, 0..states.len(), synced_at)
+    }
+
+    /// The next snapshot: `changed` groups rebuilt from `states`, the rest shared.
+    pub fn with(
+        &self,
+        states: &[GroupState],
+        changed: impl IntoIterator<Item = usize>,
+        synced_at: Option<SystemTime>,
+    ) -> Self {
+        let mut next = self.clone();
+        next.synced_at = synced_at;
+        for index in changed {
+            let view = GroupView::of(&states[index]);
+            let old = &self.groups[index];
+            for i in &old.instances {
+                if next.by_provider_id.get(&i.provider_id) == Some(&index) {
+                    next.by_provider_id.remove(&i.provider_id);
+                }
+            }
+            for name in &old.node_names {
+                if next.by_node_name.get(name) == Some(&index) {
+                    next.by_node_name.remove(name);
+                }
+            }
+            for i in &view.instances {
+                next.by_provider_id.insert(i.provider_id.clone(), index);
+            }
+            for name in &view.node_names {
+                next.by_node_name.insert(name.clone(), index);
+            }
+            next.groups[index] = Arc::new(view);
+        }
+        next
     }
 
     /// The group of a node: by providerID, or by name when that is empty.

@@ -336,3 +336,43 @@ fn a_fresh_instance_missing_from_a_listing_is_kept_for_the_grace_period() {
     g.reconcile(vec![], t0() + LIST_GRACE);
     assert_eq!(g.target(), 0);
 }
+
+#[test]
+fn a_snapshot_rebuilt_for_one_group_keeps_the_others_and_drops_what_left() {
+    let (a, _) = with_live(0, 10, 2);
+    let mut b = GroupState::new(spec(0, 10), "p");
+    b.increase(1, RequestId::new("rb")).unwrap();
+    let mut states = vec![a, b];
+    let first = Snapshot::build(&states, None);
+    assert_eq!(first.group_of("p:///z/i0", ""), Some(0));
+    assert_eq!(first.group_of("", "node-i1"), Some(0));
+    let placeholder = states[1].members()[0].provider_id().to_string();
+    assert_eq!(first.group_of(&placeholder, ""), Some(1));
+
+    // Group 1's slot is cancelled; only group 1 is rebuilt.
+    states[1].decrease_target(-1).unwrap();
+    let next = first.with(&states, [1], Some(t0()));
+    assert_eq!(next.group_of(&placeholder, ""), None, "gone from the index");
+    assert_eq!(
+        next.group_of("p:///z/i0", ""),
+        Some(0),
+        "other groups untouched"
+    );
+    assert_eq!(next.group_of("", "node-i1"), Some(0));
+    assert!(
+        Arc::ptr_eq(&first.groups[0], &next.groups[0]),
+        "shared, not rebuilt"
+    );
+    assert_eq!(next.groups[1].target, 0);
+    assert_eq!(
+        first.group_of(&placeholder, ""),
+        Some(1),
+        "the old snapshot is unchanged"
+    );
+
+    // A deleted instance stays findable (reported as deleting) under its group.
+    states[0].delete_nodes(&[node("p:///z/i0")]).unwrap();
+    let last = next.with(&states, [0], Some(t0()));
+    assert_eq!(last.group_of("p:///z/i0", ""), Some(0));
+    assert_eq!(last.groups[0].counts.deleting, 1);
+}
