@@ -202,7 +202,7 @@ impl Metrics {
         let unmanaged = Gauge::default();
         registry.register(
             "unmanaged_instances",
-            "Instances tagged for a node group that is not in the config",
+            "Instances running for node groups that are not in the config (orphans: they cost money and nobody scales them)",
             unmanaged.clone(),
         );
         Self {

@@ -183,11 +183,11 @@ async fn delete_nodes_is_exact_atomic_and_respects_min() {
     h.refresh().await;
     let name = h
         .sim
-        .list_instances(&[GroupId::new("l4")])
+        .list_instances()
         .await
         .unwrap()
         .into_iter()
-        .find(|i| i.provider_id.as_str() == ids[10])
+        .find(|i| i.group == GroupId::new("l4") && i.provider_id.as_str() == ids[10])
         .and_then(|i| i.node_name)
         .unwrap();
     h.client

@@ -9,7 +9,7 @@ use gpupool::proto::cloud_provider_client::CloudProviderClient;
 use gpupool::proto::*;
 use gpupool::server::{self, Backend};
 use gpupool_cloud::{
-    Cloud, CloudError, CreateOutcome, CreateRequest, GroupId, Instance, InstanceId, InstanceType,
+    Cloud, CloudError, CreateOutcome, CreateRequest, Instance, InstanceId, InstanceType,
     ManualClock, Price,
 };
 use gpupool_sim::SimCloud;
@@ -69,12 +69,7 @@ async fn the_sim_interrupts_a_spot_instance_on_demand_and_the_group_shrinks() {
     h.settle().await;
     h.clock.advance(Duration::from_secs(600));
     h.refresh().await;
-    let victim = h
-        .sim
-        .list_instances(&[GroupId::new("l4")])
-        .await
-        .unwrap()
-        .remove(0);
+    let victim = h.sim.list_instances().await.unwrap().remove(0);
     let ops = h.server.http_addr;
     let path = format!("/sim/v1/instances/{}/interrupt", victim.id);
     let (status, body) = http(ops, "POST", &path).await;
@@ -126,11 +121,11 @@ impl Cloud for Flaky {
     async fn zones(&self) -> Result<Vec<String>, CloudError> {
         self.sim.zones().await
     }
-    async fn list_instances(&self, groups: &[GroupId]) -> Result<Vec<Instance>, CloudError> {
+    async fn list_instances(&self) -> Result<Vec<Instance>, CloudError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(CloudError::throttled("RequestLimitExceeded", "slow down"));
         }
-        self.sim.list_instances(groups).await
+        self.sim.list_instances().await
     }
     async fn create_instances(&self, r: &CreateRequest) -> Result<CreateOutcome, CloudError> {
         if self.deny_create.load(Ordering::SeqCst) {
@@ -537,4 +532,35 @@ fn serve_stops_cleanly_on_sigterm() {
     let last = logs.lines().last().unwrap();
     let json: serde_json::Value = serde_json::from_str(last).expect("JSON logs");
     assert_eq!(json["fields"]["message"], "gpupool stopped", "{logs}");
+}
+
+#[tokio::test]
+async fn instances_of_groups_no_longer_configured_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "sim:\n  state_file: {}\n",
+        dir.path().join("fleet.json").display()
+    );
+    let retired = "
+  - id: retired
+    min_size: 0
+    max_size: 5
+    instance_type: gpu-1x-a10g
+";
+    let mut h = Harness::start(&config_yaml(&format!("{GROUPS}{retired}"), &extra)).await;
+    h.increase("retired", 2).await.unwrap();
+    h.settle().await;
+    let clock = h.clock.clone();
+    h.stop().await;
+
+    // The group is gone from the config; its two instances still run.
+    let h = Harness::start_with_clock(&config_yaml(GROUPS, &extra), clock).await;
+    let (_, metrics) = http(h.server.http_addr, "GET", "/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "gpupool_unmanaged_instances 2"),
+        "{metrics}"
+    );
+    h.stop().await;
 }

@@ -154,8 +154,7 @@ impl Fleet {
     pub async fn sync(self: &Arc<Self>) -> Result<(), CloudError> {
         let _one_at_a_time = self.sync_lock.lock().await;
         self.limiter.until_ready().await;
-        let ids: Vec<GroupId> = self.specs.iter().map(|s| s.id.clone()).collect();
-        let listed = self.cloud.list_instances(&ids).await;
+        let listed = self.cloud.list_instances().await;
         self.metrics.cloud_call("list_instances", listed.is_ok());
         let listed = match listed {
             Ok(listed) => listed,
@@ -166,19 +165,27 @@ impl Fleet {
         };
         let now = self.clock.now();
         let mut per_group: Vec<Vec<_>> = vec![Vec::new(); self.specs.len()];
-        let mut unmanaged = 0;
+        let mut unmanaged = std::collections::BTreeMap::<GroupId, usize>::new();
         for instance in listed {
             match self.index.get(&instance.group) {
                 Some(&i) => per_group[i].push(instance),
-                None => unmanaged += 1,
+                None if matches!(
+                    instance.state,
+                    gpupool_cloud::InstanceState::Pending | gpupool_cloud::InstanceState::Running
+                ) =>
+                {
+                    *unmanaged.entry(instance.group).or_default() += 1;
+                }
+                None => {}
             }
         }
-        if unmanaged > 0 {
+        if !unmanaged.is_empty() {
             tracing::warn!(
-                unmanaged,
-                "instances tagged for node groups that are not configured"
+                ?unmanaged,
+                "instances running for node groups that are not configured; delete them or configure the groups"
             );
         }
+        let unmanaged = unmanaged.values().sum();
         let work = {
             let mut inner = self.lock();
             let work: Vec<_> = per_group

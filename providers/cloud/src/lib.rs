@@ -41,8 +41,11 @@ pub trait Cloud: Send + Sync + std::fmt::Debug {
     /// The zones of the region that instances can be placed in.
     async fn zones(&self) -> Result<Vec<String>, CloudError>;
 
-    /// Every instance (in any state but long gone) that belongs to one of `groups`.
-    async fn list_instances(&self, groups: &[GroupId]) -> Result<Vec<Instance>, CloudError>;
+    /// Every instance this installation manages in the region (tagged as
+    /// gpupool's), in any state but long gone, each with its group: one call for
+    /// the whole fleet. Instances of groups no longer configured are included,
+    /// so the engine can report them rather than leave them running unseen.
+    async fn list_instances(&self) -> Result<Vec<Instance>, CloudError>;
 
     /// Starts `request.count` instances for a group. Partial success is normal
     /// (spot capacity for 3 of 5): the outcome lists what was created and why the

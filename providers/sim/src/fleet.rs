@@ -4,12 +4,12 @@
 use crate::catalog::SimType;
 use crate::config::SimConfig;
 use gpupool_cloud::{
-    CapacityType, CloudError, CreateFailure, CreateOutcome, CreateRequest, GroupId, Instance,
-    InstanceId, InstanceState, ProviderId, PurchaseOption, RequestId,
+    CapacityType, CloudError, CreateFailure, CreateOutcome, CreateRequest, Instance, InstanceId,
+    InstanceState, ProviderId, PurchaseOption, RequestId,
 };
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
 /// Why the simulator stopped an instance on its own.
@@ -74,12 +74,10 @@ impl Fleet {
         });
     }
 
-    /// Instances of these groups, as the cloud lists them.
-    pub fn list(&self, groups: &[GroupId]) -> Vec<Instance> {
-        let groups: HashSet<&GroupId> = groups.iter().collect();
+    /// Every instance, as the cloud lists them.
+    pub fn list(&self) -> Vec<Instance> {
         self.instances
             .values()
-            .filter(|s| groups.contains(&s.instance.group))
             .map(|s| s.instance.clone())
             .collect()
     }

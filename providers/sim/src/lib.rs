@@ -16,8 +16,8 @@ pub use fleet::SPOT_INTERRUPTION;
 
 use fleet::Fleet;
 use gpupool_cloud::{
-    CapacityType, Clock, Cloud, CloudError, CreateOutcome, CreateRequest, GroupId, Instance,
-    InstanceId, InstanceType, Price,
+    CapacityType, Clock, Cloud, CloudError, CreateOutcome, CreateRequest, Instance, InstanceId,
+    InstanceType, Price,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -141,8 +141,8 @@ impl Cloud for SimCloud {
         Ok(self.config.zones.clone())
     }
 
-    async fn list_instances(&self, groups: &[GroupId]) -> Result<Vec<Instance>, CloudError> {
-        Ok(self.with_fleet(|fleet, _, _, _| fleet.list(groups)))
+    async fn list_instances(&self) -> Result<Vec<Instance>, CloudError> {
+        Ok(self.with_fleet(|fleet, _, _, _| fleet.list()))
     }
 
     async fn create_instances(&self, request: &CreateRequest) -> Result<CreateOutcome, CloudError> {

@@ -31,7 +31,7 @@ fn request(id: &str, ty: &str, purchase: PurchaseOption, count: u32) -> CreateRe
 
 async fn states(cloud: &SimCloud) -> Vec<InstanceState> {
     let mut s: Vec<_> = cloud
-        .list_instances(&[GroupId::new("g")])
+        .list_instances()
         .await
         .unwrap()
         .into_iter()
@@ -175,14 +175,7 @@ async fn a_repeated_request_id_creates_nothing_new() {
     let first = cloud.create_instances(&req).await.unwrap();
     let second = cloud.create_instances(&req).await.unwrap();
     assert_eq!(first.created, second.created);
-    assert_eq!(
-        cloud
-            .list_instances(&[GroupId::new("g")])
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(cloud.list_instances().await.unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -237,14 +230,14 @@ async fn interruptions_are_drawn_at_the_hourly_rate() {
         .await
         .unwrap();
     clock.advance(Duration::from_secs(600));
-    cloud.list_instances(&[]).await.unwrap(); // all running, first tick
+    cloud.list_instances().await.unwrap(); // all running, first tick
     // One hour in one-minute steps: expect 400 * e^-0.5 ≈ 243 untouched.
     for _ in 0..60 {
         clock.advance(Duration::from_secs(60));
-        cloud.list_instances(&[]).await.unwrap();
+        cloud.list_instances().await.unwrap();
     }
     let untouched = cloud
-        .list_instances(&[GroupId::new("g")])
+        .list_instances()
         .await
         .unwrap()
         .iter()
@@ -278,7 +271,7 @@ async fn state_file_keeps_the_fleet_across_restarts() {
             .created
     };
     let cloud = SimCloud::new(cfg.clone(), Arc::new(clock.clone())).unwrap();
-    let mut listed = cloud.list_instances(&[GroupId::new("g")]).await.unwrap();
+    let mut listed = cloud.list_instances().await.unwrap();
     listed.sort_by(|a, b| a.id.cmp(&b.id));
     let mut created = created;
     created.sort_by(|a, b| a.id.cmp(&b.id));
