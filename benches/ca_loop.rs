@@ -1,11 +1,19 @@
 //! CA-loop benchmark: `gpupool serve` (simulated cloud) with 500 node groups and
-//! 10,000 running nodes, driven the way cluster-autoscaler drives it.
+//! 10,000 running nodes, driven the way cluster-autoscaler drives it, next to a
+//! transport-floor baseline measured in the same run.
 //!
 //! Run with `cargo bench --bench ca_loop`. It starts the real binary as a child
 //! process, fills the fleet through the gRPC API, replays CA's per-loop calls
-//! from one client, then measures throughput from 16 concurrent clients, and
-//! prints a markdown table with targets. Not a test: it panics only when the
-//! server misbehaves (an RPC fails, a wrong answer, or no progress in time).
+//! from one client, then measures throughput from 16 concurrent clients. Then it
+//! does the same, with the same client code, node list and order, against the
+//! baseline: this bench binary re-run (`--baseline-server`) as a minimal tonic
+//! server that answers every call with constants and is served the way gpupool
+//! serves (multi-thread runtime, TCP_NODELAY). What the baseline costs is what
+//! gRPC over loopback costs on this machine with no provider work at all.
+//!
+//! It prints a markdown table with targets. Not a test: it panics only when a
+//! server misbehaves (an RPC fails, a wrong answer from gpupool, or no progress
+//! in time).
 
 use gpupool::proto::cloud_provider_client::CloudProviderClient;
 use gpupool::proto::instance_status::InstanceState;
@@ -19,7 +27,7 @@ use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 use tonic::transport::{Channel, Endpoint};
@@ -48,49 +56,57 @@ const RSS_TARGET_BYTES: u64 = 100_000_000;
 /// A per-node call this slow is counted as a stall in the report.
 const STALL: Duration = Duration::from_millis(10);
 
-const ADDR_PREFIX: &str = "gpupool serving externalgrpc on ";
+const GPUPOOL_ADDR_PREFIX: &str = "gpupool serving externalgrpc on ";
 
 fn main() {
+    // `cargo bench` passes arguments of its own (`--bench`): look only for ours.
+    if std::env::args().skip(1).any(|a| a == baseline::FLAG) {
+        baseline::serve();
+        return;
+    }
     let bench_start = Instant::now();
     let dir = tempfile::tempdir().expect("creating a temp dir");
     let config = dir.path().join("gpupool.yaml");
     std::fs::write(&config, config_yaml()).expect("writing the config");
 
-    let (server, addr) = ServerProcess::start(&config, &dir.path().join("server.log"));
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .expect("a valid endpoint")
-        .connect_timeout(Duration::from_secs(5))
-        // No call should take anywhere near this; a hung server fails the bench.
-        .timeout(Duration::from_secs(30));
-
-    // One sequential client, like CA: on a current-thread runtime, so that the
-    // client adds as little as it can (no cross-thread wake-ups) to what is
-    // measured; a multi-thread client runtime added 50-100 µs to every call's
-    // median on a 2-core VM.
-    let sequential = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("starting the tokio runtime")
-        .block_on(sequential(&endpoint, server.pid()));
-    // Many clients at once: a multi-thread runtime.
-    let throughput = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("starting the tokio runtime")
-        .block_on(throughput(
-            &endpoint,
-            Arc::new(sequential.order.clone()),
-            server.pid(),
-        ));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gpupool"));
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn");
+    let (server, addr) = ServerProcess::start(
+        "gpupool serve",
+        command,
+        GPUPOOL_ADDR_PREFIX,
+        &dir.path().join("gpupool.log"),
+    );
+    let gpupool_endpoint = endpoint(addr);
+    let populated = current_thread_runtime().block_on(populate(&gpupool_endpoint));
+    let walk = Walk::new(&populated.nodes);
+    let gpupool = measure(&gpupool_endpoint, server.pid(), &walk, Answers::Check);
     let hwm = read_status_kib(server.pid(), "VmHWM");
     let rss = read_status_kib(server.pid(), "VmRSS");
+    let gpupool_stopped = server.stop();
 
-    print_report(&sequential, &throughput, hwm, rss);
-    let stopped = server.stop();
+    let mut command = Command::new(std::env::current_exe().expect("the bench binary's path"));
+    command.arg(baseline::FLAG);
+    let (server, addr) = ServerProcess::start(
+        "baseline server",
+        command,
+        baseline::ADDR_PREFIX,
+        &dir.path().join("baseline.log"),
+    );
+    // Its answers are constants, not the fleet's: nothing to check.
+    let baseline = measure(&endpoint(addr), server.pid(), &walk, Answers::Ignore);
+    let baseline_stopped = server.stop();
+
+    print_report(&populated, &gpupool, &baseline, hwm, rss);
     println!();
-    println!("server: {stopped}");
+    println!("gpupool server: {gpupool_stopped}");
+    println!("baseline server: {baseline_stopped}");
     println!(
-        "bench wall time (start, populate, loops, throughput, stop): {:.1} s",
+        "bench wall time (gpupool: start, populate, loops, throughput, stop; baseline: start, loops, throughput, stop): {:.1} s",
         bench_start.elapsed().as_secs_f64()
     );
 }
@@ -127,45 +143,82 @@ fn group_id(g: usize) -> String {
     format!("g{g:03}")
 }
 
-// ---------------------------------------------------------------------------
-// The server process
+fn endpoint(addr: SocketAddr) -> Endpoint {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .expect("a valid endpoint")
+        .connect_timeout(Duration::from_secs(5))
+        // No call should take anywhere near this; a hung server fails the bench.
+        .timeout(Duration::from_secs(30))
+}
 
-/// The `gpupool serve` child. Dropping it kills the process, so a panic anywhere
-/// never leaves a server behind.
+/// One TCP connection (one HTTP/2 connection) of its own.
+async fn connect(endpoint: &Endpoint) -> Client {
+    Client::new(
+        endpoint
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", endpoint.uri())),
+    )
+}
+
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("starting the tokio runtime")
+}
+
+fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the tokio runtime")
+}
+
+// ---------------------------------------------------------------------------
+// The server processes
+
+/// A server child (gpupool or the baseline). Dropping it kills the process, so
+/// a panic anywhere never leaves a server behind.
 struct ServerProcess {
+    name: &'static str,
     child: Option<Child>,
+    /// Held for the child's life: the baseline stops when its stdin closes, so
+    /// it cannot outlive this process even if this one is killed.
+    stdin: Option<ChildStdin>,
     log: PathBuf,
 }
 
 impl ServerProcess {
-    /// Starts the server and waits (bounded) for its address line.
-    fn start(config: &Path, log: &Path) -> (Self, SocketAddr) {
+    /// Starts `command` with stderr to `log` and waits (bounded) for the stdout
+    /// line `<addr_prefix><address>[ anything]`.
+    fn start(
+        name: &'static str,
+        mut command: Command,
+        addr_prefix: &'static str,
+        log: &Path,
+    ) -> (Self, SocketAddr) {
         let log_file = std::fs::File::create(log).expect("creating the server log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_gpupool"))
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
+        let mut child = command
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log_file)
             .spawn()
-            .expect("spawning gpupool serve");
-        let mut server = Self {
+            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("the child's stdout is piped");
+        let server = Self {
+            name,
             child: Some(child),
+            stdin,
             log: log.to_owned(),
         };
-        let stdout = server
-            .child
-            .as_mut()
-            .and_then(|c| c.stdout.take())
-            .expect("the child's stdout is piped");
         let (tx, rx) = mpsc::channel();
         // Reads the address line, then drains stdout until the server exits.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if line.starts_with(ADDR_PREFIX) {
+                if line.starts_with(addr_prefix) {
                     let _ = tx.send(line);
                 }
             }
@@ -173,17 +226,17 @@ impl ServerProcess {
         let line = match rx.recv_timeout(START_LIMIT) {
             Ok(line) => line,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                panic!("gpupool serve printed no address line within {START_LIMIT:?}")
+                panic!("{name} printed no address line within {START_LIMIT:?}")
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                panic!("gpupool serve exited before printing its address line")
+                panic!("{name} exited before printing its address line")
             }
         };
         let addr = line
-            .strip_prefix(ADDR_PREFIX)
-            .and_then(|rest| rest.split_once(' '))
-            .and_then(|(addr, _)| addr.parse().ok())
-            .unwrap_or_else(|| panic!("cannot parse the gRPC address from {line:?}"));
+            .strip_prefix(addr_prefix)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("cannot parse {name}'s gRPC address from {line:?}"));
         (server, addr)
     }
 
@@ -230,12 +283,14 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
+        drop(self.stdin.take());
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
             if std::thread::panicking() {
                 eprintln!(
-                    "gpupool serve killed; last lines of its log ({}):\n{}",
+                    "{} killed; last lines of its log ({}):\n{}",
+                    self.name,
                     self.log.display(),
                     self.log_tail()
                 );
@@ -369,18 +424,70 @@ struct LoopSamples {
     target_size: Samples,
 }
 
-/// What the one-client phases measured.
-struct Sequential {
-    populate: Duration,
-    populated: Populated,
-    /// The nodes in the order the loops walk them.
+/// What every CA loop walks: the same for both servers.
+struct Walk {
+    groups: Vec<String>,
+    /// The nodes in the order the loops visit them.
     order: Vec<Node>,
+    /// Nodes of another provider, asked about every nodes/NOT_OURS nodes.
+    not_ours: Vec<String>,
+}
+
+impl Walk {
+    fn new(nodes: &[Node]) -> Self {
+        // CA walks nodes in the API server's order (by name), not by group.
+        let mut order = nodes.to_vec();
+        shuffle(&mut order, 0x5eed);
+        Self {
+            groups: (0..GROUPS).map(group_id).collect(),
+            order,
+            not_ours: (0..NOT_OURS)
+                .map(|i| format!("gpupool-sim:///sim-east-1a/i-notours{i:09x}"))
+                .collect(),
+        }
+    }
+}
+
+/// Whether replies are checked against the fleet: gpupool's must be right; the
+/// baseline answers every call with the same constants.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answers {
+    Check,
+    Ignore,
+}
+
+/// What one server's measurements gave.
+struct Measured {
+    loops: Loops,
+    throughput: Throughput,
+}
+
+/// What the CA loops from one client measured.
+struct Loops {
     calls_per_loop: usize,
-    loops: Vec<Duration>,
+    /// Every loop's wall time, the warm-up first.
+    wall: Vec<Duration>,
+    /// Per-RPC samples of the measured loops.
     samples: LoopSamples,
     /// CPU used during the measured loops by the server and by this client.
     server_cpu: CpuTime,
     client_cpu: CpuTime,
+}
+
+impl Loops {
+    fn measured(&self) -> &[Duration] {
+        &self.wall[1..]
+    }
+
+    fn mean_measured(&self) -> Duration {
+        let measured = self.measured();
+        measured.iter().sum::<Duration>() / measured.len().max(1) as u32
+    }
+
+    /// CPU per call of the measured loops, in µs.
+    fn cpu_per_call_us(&self, cpu: CpuTime) -> f64 {
+        cpu.total().as_secs_f64() * 1e6 / (self.calls_per_loop * self.measured().len()) as f64
+    }
 }
 
 /// What the many-client phase measured.
@@ -391,54 +498,65 @@ struct Throughput {
     server_cpu: CpuTime,
 }
 
-/// Populates the fleet, then runs the CA loops, all from one client.
-async fn sequential(endpoint: &Endpoint, server_pid: u32) -> Sequential {
-    let mut client = Client::new(
-        endpoint
-            .connect()
-            .await
-            .unwrap_or_else(|e| panic!("connecting to {}: {e}", endpoint.uri())),
-    );
-    let groups: Vec<String> = (0..GROUPS).map(group_id).collect();
+impl Throughput {
+    fn rate(&self) -> f64 {
+        self.calls as f64 / self.wall.as_secs_f64()
+    }
 
-    let start = Instant::now();
-    let populated = populate(&mut client, &groups).await;
-    let populate = start.elapsed();
-    let nodes = &populated.nodes;
+    /// Server CPU per call, in µs.
+    fn server_cpu_per_call_us(&self) -> f64 {
+        self.server_cpu.total().as_secs_f64() * 1e6 / self.calls as f64
+    }
+}
 
-    let not_ours: Vec<String> = (0..NOT_OURS)
-        .map(|i| format!("gpupool-sim:///sim-east-1a/i-notours{i:09x}"))
-        .collect();
-    // CA walks nodes in the API server's order (by name), not by group.
-    let mut order = nodes.clone();
-    shuffle(&mut order, 0x5eed);
+/// The same client code against either server: the CA loops from one client
+/// (a warm-up, then the measured ones), then CLIENTS clients at once.
+fn measure(endpoint: &Endpoint, server_pid: u32, walk: &Walk, answers: Answers) -> Measured {
+    // One sequential client, like CA: on a current-thread runtime, so that the
+    // client adds as little as it can (no cross-thread wake-ups) to what is
+    // measured; a multi-thread client runtime added 50-100 µs to every call's
+    // median on a 2-core VM.
+    let loops = current_thread_runtime().block_on(async {
+        let mut client = connect(endpoint).await;
+        run_loops(&mut client, walk, server_pid, answers).await
+    });
+    // Many clients at once: a multi-thread runtime.
+    let throughput = multi_thread_runtime().block_on(throughput(
+        endpoint,
+        Arc::new(walk.order.clone()),
+        server_pid,
+        answers,
+    ));
+    Measured { loops, throughput }
+}
 
+/// LOOPS CA loops from one client; the first is a warm-up, left out of the
+/// samples and the CPU accounting.
+async fn run_loops(client: &mut Client, walk: &Walk, server_pid: u32, answers: Answers) -> Loops {
+    let server = server_pid.to_string();
     let mut samples = LoopSamples::default();
-    let mut loops = Vec::with_capacity(LOOPS);
+    let mut wall = Vec::with_capacity(LOOPS);
     let mut calls_per_loop = 0;
-    let mut cpu = (CpuTime::default(), CpuTime::default());
+    let mut server_cpu = CpuTime::default();
+    let mut client_cpu = CpuTime::default();
     for i in 0..LOOPS {
         let mut warmup = LoopSamples::default();
         let into = if i == 0 { &mut warmup } else { &mut samples };
-        let before = (CpuTime::of(&server_pid.to_string()), CpuTime::of("self"));
-        let (elapsed, calls) = ca_loop(&mut client, &order, &not_ours, &groups, into).await;
+        let before = (CpuTime::of(&server), CpuTime::of("self"));
+        let (elapsed, calls) = ca_loop(client, walk, answers, into).await;
         if i > 0 {
-            cpu.0 += CpuTime::of(&server_pid.to_string()) - before.0;
-            cpu.1 += CpuTime::of("self") - before.1;
+            server_cpu += CpuTime::of(&server) - before.0;
+            client_cpu += CpuTime::of("self") - before.1;
         }
-        loops.push(elapsed);
+        wall.push(elapsed);
         calls_per_loop = calls;
     }
-
-    Sequential {
-        populate,
-        populated,
-        order,
+    Loops {
         calls_per_loop,
-        loops,
+        wall,
         samples,
-        server_cpu: cpu.0,
-        client_cpu: cpu.1,
+        server_cpu,
+        client_cpu,
     }
 }
 
@@ -468,6 +586,8 @@ async fn untimed<T>(
 }
 
 struct Populated {
+    /// From the first IncreaseSize to the last group seen fully running.
+    wall: Duration,
     nodes: Vec<Node>,
     polls: usize,
     increase: Samples,
@@ -475,13 +595,17 @@ struct Populated {
     list: Samples,
 }
 
-/// Scales every group up by 20 and waits (bounded, polling with Refresh) until
-/// every group has 20 running instances. Returns the nodes and how many polls.
-async fn populate(client: &mut Client, groups: &[String]) -> Populated {
+/// From one client: scales every group up by 20 and waits (bounded, polling
+/// with Refresh) until every group has 20 running instances. Returns the nodes
+/// and how many polls.
+async fn populate(endpoint: &Endpoint) -> Populated {
+    let mut client = connect(endpoint).await;
+    let groups: Vec<String> = (0..GROUPS).map(group_id).collect();
+    let start = Instant::now();
     let mut increase = Samples::default();
     let mut refresh = Samples::default();
     let mut list = Samples::default();
-    for id in groups {
+    for id in &groups {
         timed(
             &mut increase,
             "NodeGroupIncreaseSize",
@@ -492,7 +616,7 @@ async fn populate(client: &mut Client, groups: &[String]) -> Populated {
         )
         .await;
     }
-    let start = Instant::now();
+    let polling = Instant::now();
     let mut done: Vec<Option<Vec<Node>>> = vec![None; groups.len()];
     let mut polls = 0;
     loop {
@@ -536,7 +660,7 @@ async fn populate(client: &mut Client, groups: &[String]) -> Populated {
         if pending == 0 {
             break;
         }
-        if start.elapsed() > POPULATE_LIMIT {
+        if polling.elapsed() > POPULATE_LIMIT {
             let (id, running, total) = worst.unwrap_or_default();
             panic!(
                 "fleet not populated after {POPULATE_LIMIT:?} ({polls} Refresh polls): \
@@ -562,6 +686,7 @@ async fn populate(client: &mut Client, groups: &[String]) -> Populated {
         ids.first()
     );
     Populated {
+        wall: start.elapsed(),
         nodes,
         polls,
         increase,
@@ -653,14 +778,14 @@ fn check_options(group: &str, reply: Option<NodeGroupAutoscalingOptions>) {
 /// wall time and how many calls it made.
 async fn ca_loop(
     client: &mut Client,
-    nodes: &[Node],
-    not_ours: &[String],
-    groups: &[String],
+    walk: &Walk,
+    answers: Answers,
     s: &mut LoopSamples,
 ) -> (Duration, usize) {
+    let check = answers == Answers::Check;
     let defaults = ca_defaults();
-    let every = (nodes.len() / not_ours.len().max(1)).max(1);
-    let mut foreign = not_ours.iter();
+    let every = (walk.order.len() / walk.not_ours.len().max(1)).max(1);
+    let mut foreign = walk.not_ours.iter();
     let mut calls = 0;
     let start = Instant::now();
 
@@ -671,18 +796,22 @@ async fn ca_loop(
         client.node_groups(NodeGroupsRequest {}),
     )
     .await;
-    assert_eq!(reply.node_groups.len(), groups.len(), "NodeGroups");
+    if check {
+        assert_eq!(reply.node_groups.len(), walk.groups.len(), "NodeGroups");
+    }
     calls += 2;
 
-    for (i, node) in nodes.iter().enumerate() {
+    for (i, node) in walk.order.iter().enumerate() {
         let reply = timed(
             &mut s.for_node,
             "NodeGroupForNode",
             client.node_group_for_node(for_node_request(&node.provider_id)),
         )
         .await;
-        let got = reply.node_group.map(|g| g.id).unwrap_or_default();
-        assert_eq!(got, node.group, "NodeGroupForNode({})", node.provider_id);
+        if check {
+            let got = reply.node_group.map(|g| g.id).unwrap_or_default();
+            assert_eq!(got, node.group, "NodeGroupForNode({})", node.provider_id);
+        }
         for _ in 0..2 {
             let reply = timed(
                 &mut s.get_options,
@@ -690,7 +819,9 @@ async fn ca_loop(
                 client.node_group_get_options(options_request(&node.group, &defaults)),
             )
             .await;
-            check_options(&node.group, reply.node_group_autoscaling_options);
+            if check {
+                check_options(&node.group, reply.node_group_autoscaling_options);
+            }
         }
         calls += 3;
         if i % every == every - 1
@@ -702,15 +833,17 @@ async fn ca_loop(
                 client.node_group_for_node(for_node_request(id)),
             )
             .await;
-            let got = reply.node_group.map(|g| g.id).unwrap_or_default();
-            assert!(
-                got.is_empty(),
-                "NodeGroupForNode({id}) claimed it for {got}"
-            );
+            if check {
+                let got = reply.node_group.map(|g| g.id).unwrap_or_default();
+                assert!(
+                    got.is_empty(),
+                    "NodeGroupForNode({id}) claimed it for {got}"
+                );
+            }
             calls += 1;
         }
     }
-    for id in groups {
+    for id in &walk.groups {
         for _ in 0..3 {
             let reply = timed(
                 &mut s.target_size,
@@ -718,10 +851,12 @@ async fn ca_loop(
                 client.node_group_target_size(NodeGroupTargetSizeRequest { id: id.clone() }),
             )
             .await;
-            assert_eq!(
-                reply.target_size, NODES_PER_GROUP as i32,
-                "NodeGroupTargetSize({id})"
-            );
+            if check {
+                assert_eq!(
+                    reply.target_size, NODES_PER_GROUP as i32,
+                    "NodeGroupTargetSize({id})"
+                );
+            }
             calls += 1;
         }
     }
@@ -730,16 +865,17 @@ async fn ca_loop(
 
 /// CLIENTS tasks, each on its own TCP connection, each making CALLS_PER_CLIENT
 /// calls (NodeGroupForNode : NodeGroupGetOptions = 1 : 2) over the node list.
-async fn throughput(endpoint: &Endpoint, nodes: Arc<Vec<Node>>, server_pid: u32) -> Throughput {
+async fn throughput(
+    endpoint: &Endpoint,
+    nodes: Arc<Vec<Node>>,
+    server_pid: u32,
+    answers: Answers,
+) -> Throughput {
     // Connect (each `connect` is its own TCP connection) and make one call each
     // to finish the HTTP/2 handshakes, all before the clock starts.
     let mut clients = Vec::with_capacity(CLIENTS);
-    for c in 0..CLIENTS {
-        let channel = endpoint
-            .connect()
-            .await
-            .unwrap_or_else(|e| panic!("throughput client {c}: connecting: {e}"));
-        let mut client = Client::new(channel);
+    for _ in 0..CLIENTS {
+        let mut client = connect(endpoint).await;
         untimed("NodeGroups", client.node_groups(NodeGroupsRequest {})).await;
         clients.push(client);
     }
@@ -751,6 +887,7 @@ async fn throughput(endpoint: &Endpoint, nodes: Arc<Vec<Node>>, server_pid: u32)
         let nodes = nodes.clone();
         let ready = ready.clone();
         tasks.push(tokio::spawn(async move {
+            let check = answers == Answers::Check;
             let defaults = ca_defaults();
             ready.wait().await;
             let mut lat = Samples(Vec::with_capacity(CALLS_PER_CLIENT));
@@ -764,8 +901,10 @@ async fn throughput(endpoint: &Endpoint, nodes: Arc<Vec<Node>>, server_pid: u32)
                         client.node_group_for_node(for_node_request(&node.provider_id)),
                     )
                     .await;
-                    let got = reply.node_group.map(|g| g.id).unwrap_or_default();
-                    assert_eq!(got, node.group, "NodeGroupForNode({})", node.provider_id);
+                    if check {
+                        let got = reply.node_group.map(|g| g.id).unwrap_or_default();
+                        assert_eq!(got, node.group, "NodeGroupForNode({})", node.provider_id);
+                    }
                 } else {
                     let reply = timed(
                         &mut lat,
@@ -773,7 +912,9 @@ async fn throughput(endpoint: &Endpoint, nodes: Arc<Vec<Node>>, server_pid: u32)
                         client.node_group_get_options(options_request(&node.group, &defaults)),
                     )
                     .await;
-                    assert!(reply.node_group_autoscaling_options.is_some());
+                    if check {
+                        assert!(reply.node_group_autoscaling_options.is_some());
+                    }
                 }
             }
             lat
@@ -808,7 +949,13 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "pass" } else { "FAIL" }
 }
 
-fn print_report(r: &Sequential, t: &Throughput, hwm_kib: u64, rss_kib: u64) {
+fn print_report(
+    populated: &Populated,
+    gpupool: &Measured,
+    baseline: &Measured,
+    hwm_kib: u64,
+    rss_kib: u64,
+) {
     let nproc = Command::new("nproc")
         .output()
         .ok()
@@ -820,7 +967,7 @@ fn print_report(r: &Sequential, t: &Throughput, hwm_kib: u64, rss_kib: u64) {
         });
     println!();
     println!(
-        "{} (UTC) · `cargo bench --bench ca_loop` · nproc {nproc} · {GROUPS} groups × {NODES_PER_GROUP} nodes, {NOT_OURS} foreign nodes per loop · latencies client-side; 1 client = current-thread tokio runtime, {CLIENTS} clients = multi-thread runtime",
+        "{} (UTC) · `cargo bench --bench ca_loop` · nproc {nproc} · {GROUPS} groups × {NODES_PER_GROUP} nodes, {NOT_OURS} foreign nodes per loop · latencies client-side; 1 client = current-thread tokio runtime, {CLIENTS} clients = multi-thread runtime · baseline = a tonic server with constant answers, served like gpupool, same client code and node order",
         utc_date()
     );
     println!();
@@ -833,16 +980,16 @@ fn print_report(r: &Sequential, t: &Throughput, hwm_kib: u64, rss_kib: u64) {
         "populate: 500 × IncreaseSize(+20) until 10,000 instances running",
         format!(
             "{:.2} s ({} Refresh polls)",
-            r.populate.as_secs_f64(),
-            r.populated.polls
+            populated.wall.as_secs_f64(),
+            populated.polls
         ),
         "< 60 s",
-        verdict(r.populate < POPULATE_LIMIT),
+        verdict(populated.wall < POPULATE_LIMIT),
     );
     for (name, samples) in [
-        ("NodeGroupIncreaseSize", &r.populated.increase),
-        ("Refresh", &r.populated.refresh),
-        ("NodeGroupNodes", &r.populated.list),
+        ("NodeGroupIncreaseSize", &populated.increase),
+        ("Refresh", &populated.refresh),
+        ("NodeGroupNodes", &populated.list),
     ] {
         let st = samples.stats();
         let total: Duration = samples.0.iter().sum();
@@ -860,6 +1007,7 @@ fn print_report(r: &Sequential, t: &Throughput, hwm_kib: u64, rss_kib: u64) {
             "info",
         );
     }
+    let r = &gpupool.loops;
     let s = &r.samples;
     let rpcs: [(&str, &Samples, Option<Duration>); 6] = [
         ("Refresh", &s.refresh, None),
@@ -879,13 +1027,7 @@ fn print_report(r: &Sequential, t: &Throughput, hwm_kib: u64, rss_kib: u64) {
     ];
     for (name, samples, target) in rpcs {
         let st = samples.stats();
-        let value = format!(
-            "n={} median {} µs, p99 {} µs (max {} µs)",
-            st.count,
-            us(st.median),
-            us(st.p99),
-            us(st.max)
-        );
+        let value = latencies(&st);
         match target {
             Some(t) => row(
                 &format!("{name}, 1 client, loops 2–{LOOPS}"),
@@ -928,7 +1070,7 @@ fn print_report(r: &Sequential, t: &Throughput, hwm_kib: u64, rss_kib: u64) {
         "—",
         "info",
     );
-    for (i, elapsed) in r.loops.iter().enumerate() {
+    for (i, elapsed) in r.wall.iter().enumerate() {
         let warmup = i == 0;
         row(
             &format!(
@@ -946,55 +1088,30 @@ fn print_report(r: &Sequential, t: &Throughput, hwm_kib: u64, rss_kib: u64) {
             },
         );
     }
-    let measured_calls = (r.calls_per_loop * (LOOPS - 1)) as f64;
-    let per_call = |d: Duration| d.as_secs_f64() * 1e6 / measured_calls;
     row(
         &format!("CPU per call in loops 2–{LOOPS}: server, client (user+sys)"),
-        format!(
-            "server {:.0} µs ({:.2} s user, {:.2} s sys) · client {:.0} µs ({:.2} s user, {:.2} s sys)",
-            per_call(r.server_cpu.total()),
-            r.server_cpu.user.as_secs_f64(),
-            r.server_cpu.system.as_secs_f64(),
-            per_call(r.client_cpu.total()),
-            r.client_cpu.user.as_secs_f64(),
-            r.client_cpu.system.as_secs_f64(),
-        ),
+        loop_cpu(r),
         "—",
         "info",
     );
-    let rate = t.calls as f64 / t.wall.as_secs_f64();
+    let t = &gpupool.throughput;
     row(
         &format!(
             "throughput, {CLIENTS} clients × {CALLS_PER_CLIENT} calls (ForNode : GetOptions = 1 : 2)"
         ),
-        format!(
-            "{rate:.0} calls/s ({} calls in {:.2} s)",
-            t.calls,
-            t.wall.as_secs_f64()
-        ),
+        throughput_value(t),
         "≥ 20,000 calls/s",
-        verdict(rate >= THROUGHPUT_TARGET),
+        verdict(t.rate() >= THROUGHPUT_TARGET),
     );
     row(
         &format!("server CPU per call under {CLIENTS}-client load (user+sys)"),
-        format!(
-            "{:.0} µs ({:.2} s user, {:.2} s sys)",
-            t.server_cpu.total().as_secs_f64() * 1e6 / t.calls as f64,
-            t.server_cpu.user.as_secs_f64(),
-            t.server_cpu.system.as_secs_f64()
-        ),
+        load_cpu(t),
         "—",
         "info",
     );
-    let st = t.latency.stats();
     row(
         &format!("latency under {CLIENTS}-client load"),
-        format!(
-            "median {} µs, p99 {} µs (max {} µs)",
-            us(st.median),
-            us(st.p99),
-            us(st.max)
-        ),
+        load_latency(t),
         "—",
         "info",
     );
@@ -1009,6 +1126,133 @@ fn print_report(r: &Sequential, t: &Throughput, hwm_kib: u64, rss_kib: u64) {
         "< 100 MB",
         verdict(hwm_kib * 1024 < RSS_TARGET_BYTES),
     );
+
+    // The same phases against the transport floor.
+    let b = &baseline.loops;
+    let bt = &baseline.throughput;
+    row(
+        &format!("baseline: NodeGroupForNode, 1 client, loops 2–{LOOPS}"),
+        latencies(&b.samples.for_node.stats()),
+        "—",
+        "info",
+    );
+    row(
+        &format!(
+            "baseline: CA loop wall time ({} calls, 1 client)",
+            b.calls_per_loop
+        ),
+        b.wall
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let name = if i == 0 {
+                    "warm-up".to_owned()
+                } else {
+                    format!("loop {}", i + 1)
+                };
+                format!("{name} {:.3} s", d.as_secs_f64())
+            })
+            .collect::<Vec<_>>()
+            .join(" · "),
+        "—",
+        "info",
+    );
+    row(
+        &format!("baseline: CPU per call in loops 2–{LOOPS}: server, client (user+sys)"),
+        loop_cpu(b),
+        "—",
+        "info",
+    );
+    row(
+        &format!("baseline: throughput, {CLIENTS} clients × {CALLS_PER_CLIENT} calls"),
+        throughput_value(bt),
+        "—",
+        "info",
+    );
+    row(
+        &format!("baseline: server CPU per call under {CLIENTS}-client load (user+sys)"),
+        load_cpu(bt),
+        "—",
+        "info",
+    );
+    row(
+        &format!("baseline: latency under {CLIENTS}-client load"),
+        load_latency(bt),
+        "—",
+        "info",
+    );
+    let (gp_p99, base_p99) = (s.for_node.stats().p99, b.samples.for_node.stats().p99);
+    let (gp_cpu, base_cpu) = (
+        r.cpu_per_call_us(r.server_cpu),
+        b.cpu_per_call_us(b.server_cpu),
+    );
+    row(
+        "gpupool over baseline",
+        format!(
+            "loop time × {:.2} ({:.3} s / {:.3} s, mean of loops 2–{LOOPS}) · NodeGroupForNode p99 × {:.2} ({} µs / {} µs) · server CPU per sequential call {:+.0} µs ({:.0} µs − {:.0} µs)",
+            r.mean_measured().as_secs_f64() / b.mean_measured().as_secs_f64(),
+            r.mean_measured().as_secs_f64(),
+            b.mean_measured().as_secs_f64(),
+            gp_p99.as_secs_f64() / base_p99.as_secs_f64(),
+            us(gp_p99),
+            us(base_p99),
+            gp_cpu - base_cpu,
+            gp_cpu,
+            base_cpu,
+        ),
+        "—",
+        "info",
+    );
+}
+
+fn latencies(st: &Stats) -> String {
+    format!(
+        "n={} median {} µs, p99 {} µs (max {} µs)",
+        st.count,
+        us(st.median),
+        us(st.p99),
+        us(st.max)
+    )
+}
+
+fn loop_cpu(l: &Loops) -> String {
+    format!(
+        "server {:.0} µs ({:.2} s user, {:.2} s sys) · client {:.0} µs ({:.2} s user, {:.2} s sys)",
+        l.cpu_per_call_us(l.server_cpu),
+        l.server_cpu.user.as_secs_f64(),
+        l.server_cpu.system.as_secs_f64(),
+        l.cpu_per_call_us(l.client_cpu),
+        l.client_cpu.user.as_secs_f64(),
+        l.client_cpu.system.as_secs_f64(),
+    )
+}
+
+fn throughput_value(t: &Throughput) -> String {
+    format!(
+        "{:.0} calls/s ({} calls in {:.2} s)",
+        t.rate(),
+        t.calls,
+        t.wall.as_secs_f64()
+    )
+}
+
+fn load_cpu(t: &Throughput) -> String {
+    format!(
+        "{:.0} µs ({:.2} s user, {:.2} s sys)",
+        t.server_cpu_per_call_us(),
+        t.server_cpu.user.as_secs_f64(),
+        t.server_cpu.system.as_secs_f64()
+    )
+}
+
+fn load_latency(t: &Throughput) -> String {
+    let st = t.latency.stats();
+    format!(
+        "median {} µs, p99 {} µs (max {} µs)",
+        us(st.median),
+        us(st.p99),
+        us(st.max)
+    )
 }
 
 /// Today's date in UTC as YYYY-MM-DD (civil-from-days, proleptic Gregorian).
@@ -1026,4 +1270,195 @@ fn utc_date() -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}")
+}
+
+// ---------------------------------------------------------------------------
+// The baseline server
+
+/// The transport-floor server: run as `<this bench> --baseline-server`.
+mod baseline {
+    use gpupool::proto as pb;
+    use gpupool::proto::cloud_provider_server::{CloudProvider, CloudProviderServer};
+    use tonic::transport::server::TcpIncoming;
+    use tonic::{Request, Response, Status};
+
+    pub const FLAG: &str = "--baseline-server";
+    pub const ADDR_PREFIX: &str = "ca_loop baseline serving externalgrpc on ";
+
+    /// Serves until SIGTERM or until stdin closes (the bench is gone), the way
+    /// `gpupool serve` serves: a multi-thread runtime, the server in a task of
+    /// its own, TCP_NODELAY on every connection.
+    pub fn serve() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("starting the async runtime");
+        runtime.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+            let stdin_closed = stdin_closed();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("binding 127.0.0.1:0");
+            let addr = listener.local_addr().expect("the listener's address");
+            let server = tonic::transport::Server::builder()
+                .add_service(CloudProviderServer::new(Constant))
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    async move {
+                        tokio::select! {
+                            _ = term.recv() => {}
+                            _ = stdin_closed => {}
+                        }
+                    },
+                );
+            let task = tokio::spawn(server);
+            println!("{ADDR_PREFIX}{addr}");
+            task.await
+                .expect("the baseline server task panicked")
+                .expect("the baseline server failed");
+        });
+    }
+
+    /// Resolves once stdin reaches its end (or fails).
+    fn stdin_closed() -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            let _ = tx.send(());
+        });
+        rx
+    }
+
+    /// Answers as cheaply as tonic allows, with replies shaped like gpupool's.
+    struct Constant;
+
+    fn group() -> pb::NodeGroup {
+        pb::NodeGroup {
+            id: "g000".to_owned(),
+            min_size: 0,
+            max_size: super::MAX_SIZE as i32,
+            debug: "g000 (baseline constant)".to_owned(),
+        }
+    }
+
+    fn unimplemented<T>() -> Result<Response<T>, Status> {
+        Err(Status::unimplemented("not in the ca_loop baseline"))
+    }
+
+    #[tonic::async_trait]
+    impl CloudProvider for Constant {
+        async fn node_groups(
+            &self,
+            _: Request<pb::NodeGroupsRequest>,
+        ) -> Result<Response<pb::NodeGroupsResponse>, Status> {
+            Ok(Response::new(pb::NodeGroupsResponse {
+                node_groups: vec![group()],
+            }))
+        }
+
+        async fn node_group_for_node(
+            &self,
+            _: Request<pb::NodeGroupForNodeRequest>,
+        ) -> Result<Response<pb::NodeGroupForNodeResponse>, Status> {
+            Ok(Response::new(pb::NodeGroupForNodeResponse {
+                node_group: Some(group()),
+            }))
+        }
+
+        async fn refresh(
+            &self,
+            _: Request<pb::RefreshRequest>,
+        ) -> Result<Response<pb::RefreshResponse>, Status> {
+            Ok(Response::new(pb::RefreshResponse {}))
+        }
+
+        async fn node_group_target_size(
+            &self,
+            _: Request<pb::NodeGroupTargetSizeRequest>,
+        ) -> Result<Response<pb::NodeGroupTargetSizeResponse>, Status> {
+            Ok(Response::new(pb::NodeGroupTargetSizeResponse {
+                target_size: super::NODES_PER_GROUP as i32,
+            }))
+        }
+
+        async fn node_group_get_options(
+            &self,
+            request: Request<pb::NodeGroupAutoscalingOptionsRequest>,
+        ) -> Result<Response<pb::NodeGroupAutoscalingOptionsResponse>, Status> {
+            Ok(Response::new(pb::NodeGroupAutoscalingOptionsResponse {
+                node_group_autoscaling_options: request.into_inner().defaults,
+            }))
+        }
+
+        async fn pricing_node_price(
+            &self,
+            _: Request<pb::PricingNodePriceRequest>,
+        ) -> Result<Response<pb::PricingNodePriceResponse>, Status> {
+            unimplemented()
+        }
+
+        async fn pricing_pod_price(
+            &self,
+            _: Request<pb::PricingPodPriceRequest>,
+        ) -> Result<Response<pb::PricingPodPriceResponse>, Status> {
+            unimplemented()
+        }
+
+        async fn gpu_label(
+            &self,
+            _: Request<pb::GpuLabelRequest>,
+        ) -> Result<Response<pb::GpuLabelResponse>, Status> {
+            unimplemented()
+        }
+
+        async fn get_available_gpu_types(
+            &self,
+            _: Request<pb::GetAvailableGpuTypesRequest>,
+        ) -> Result<Response<pb::GetAvailableGpuTypesResponse>, Status> {
+            unimplemented()
+        }
+
+        async fn cleanup(
+            &self,
+            _: Request<pb::CleanupRequest>,
+        ) -> Result<Response<pb::CleanupResponse>, Status> {
+            unimplemented()
+        }
+
+        async fn node_group_increase_size(
+            &self,
+            _: Request<pb::NodeGroupIncreaseSizeRequest>,
+        ) -> Result<Response<pb::NodeGroupIncreaseSizeResponse>, Status> {
+            unimplemented()
+        }
+
+        async fn node_group_delete_nodes(
+            &self,
+            _: Request<pb::NodeGroupDeleteNodesRequest>,
+        ) -> Result<Response<pb::NodeGroupDeleteNodesResponse>, Status> {
+            unimplemented()
+        }
+
+        async fn node_group_decrease_target_size(
+            &self,
+            _: Request<pb::NodeGroupDecreaseTargetSizeRequest>,
+        ) -> Result<Response<pb::NodeGroupDecreaseTargetSizeResponse>, Status> {
+            unimplemented()
+        }
+
+        async fn node_group_nodes(
+            &self,
+            _: Request<pb::NodeGroupNodesRequest>,
+        ) -> Result<Response<pb::NodeGroupNodesResponse>, Status> {
+            unimplemented()
+        }
+
+        async fn node_group_template_node_info(
+            &self,
+            _: Request<pb::NodeGroupTemplateNodeInfoRequest>,
+        ) -> Result<Response<pb::NodeGroupTemplateNodeInfoResponse>, Status> {
+            unimplemented()
+        }
+    }
 }
