@@ -150,6 +150,15 @@ fn pod_request(ca: Ca, pod: &Pod, hours: u64) -> PricingPodPriceRequest {
     }
 }
 
+/// CA's price for a pod asking for `gpus` GPUs, over `hours`.
+async fn pod_price(c: &mut Client, ca: Ca, gpus: u32, hours: u64) -> f64 {
+    c.pricing_pod_price(pod_request(ca, &pod(gpus), hours))
+        .await
+        .unwrap()
+        .into_inner()
+        .price
+}
+
 fn node_request(ca: Ca, node: ExternalGrpcNode, minutes: u64) -> PricingNodePriceRequest {
     let start = t0();
     let end = start + Duration::from_secs(minutes * 60);
@@ -351,28 +360,13 @@ async fn conversation(ca: Ca) {
         .price;
     assert!(close(price, 22.02 / 2.0), "{price}");
     // A one-GPU pod: cheapest on the L4 group ($0.98/h whole node).
-    let price = c
-        .pricing_pod_price(pod_request(ca, &pod(1), 2))
-        .await
-        .unwrap()
-        .into_inner()
-        .price;
+    let price = pod_price(c, ca, 1, 2).await;
     assert!(close(price, 0.98 * 2.0), "{price}");
     // Two GPUs fit only the H100 group: a quarter of the node.
-    let price = c
-        .pricing_pod_price(pod_request(ca, &pod(2), 1))
-        .await
-        .unwrap()
-        .into_inner()
-        .price;
+    let price = pod_price(c, ca, 2, 1).await;
     assert!(close(price, 22.02 / 4.0), "{price}");
     // Nine GPUs fit nowhere: conservatively the dearest whole node, not an error.
-    let price = c
-        .pricing_pod_price(pod_request(ca, &pod(9), 1))
-        .await
-        .unwrap()
-        .into_inner()
-        .price;
+    let price = pod_price(c, ca, 9, 1).await;
     assert!(close(price, 22.02), "{price}");
 
     // Scale up and find the nodes again.
