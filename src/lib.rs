@@ -8,6 +8,7 @@ pub mod proto {
     tonic::include_proto!("clusterautoscaler.cloudprovider.v1.externalgrpc");
 }
 pub mod fleet;
+pub mod gpu;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
