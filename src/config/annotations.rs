@@ -3,6 +3,7 @@
 //! Keys under `gpupool.dev/` that are not listed here are errors (a typo must not
 //! silently do nothing). Keys under other prefixes are left alone.
 
+use crate::gpu::sharing::{self, MigStrategy, SharingSpec};
 use gpupool_cloud::PurchaseOption;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,8 +19,11 @@ pub struct GroupAnnotations {
     pub boot_latency: Option<Duration>,
     /// `gpupool.dev/preprovision`: scheduled minimum, `<cron> for <duration>: <count>`.
     pub preprovision: Option<Preprovision>,
-    /// `gpupool.dev/gpu-sharing`
-    pub gpu_sharing: Option<GpuSharing>,
+    /// `gpupool.dev/gpu-sharing`, syntax only: checked against the GPU model
+    /// when the config is validated.
+    pub gpu_sharing: Option<SharingSpec>,
+    /// `gpupool.dev/mig-strategy`
+    pub mig_strategy: Option<MigStrategy>,
     /// `gpupool.dev/interruption`
     pub interruption: Option<Interruption>,
     /// `gpupool.dev/drain-timeout`
@@ -52,15 +56,6 @@ pub struct Preprovision {
     pub cron: String,
     pub duration: Duration,
     pub count: u32,
-}
-
-/// What the NVIDIA device plugin will advertise.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum GpuSharing {
-    /// `time-slicing:N`: every GPU advertised N times.
-    TimeSlicing { replicas: u32 },
-    /// `mig:<layout>`: the MIG layout name or profile list.
-    Mig { layout: String },
 }
 
 /// What a spot interruption triggers.
@@ -98,7 +93,14 @@ impl GroupAnnotations {
                 }
                 "boot-latency" => out.boot_latency = Some(duration(v).map_err(reject)?),
                 "preprovision" => out.preprovision = Some(preprovision(v).map_err(reject)?),
-                "gpu-sharing" => out.gpu_sharing = Some(gpu_sharing(v).map_err(reject)?),
+                "gpu-sharing" => out.gpu_sharing = Some(sharing::parse(v).map_err(reject)?),
+                "mig-strategy" => {
+                    out.mig_strategy = Some(match v {
+                        "single" => MigStrategy::Single,
+                        "mixed" => MigStrategy::Mixed,
+                        _ => return Err(reject(format!("{v:?} is not one of single, mixed"))),
+                    })
+                }
                 "interruption" => {
                     out.interruption = Some(match v {
                         "replace" => Interruption::Replace,
@@ -164,6 +166,7 @@ pub const KNOWN: &[&str] = &[
     "boot-latency",
     "preprovision",
     "gpu-sharing",
+    "mig-strategy",
     "interruption",
     "drain-timeout",
     "max-hourly-price",
@@ -196,28 +199,6 @@ fn boolean(v: &str) -> Result<bool, String> {
         "false" => Ok(false),
         _ => Err(format!("{v:?} is not true or false")),
     }
-}
-
-fn gpu_sharing(v: &str) -> Result<GpuSharing, String> {
-    if let Some(n) = v.strip_prefix("time-slicing:") {
-        return match n.parse::<u32>() {
-            Ok(replicas) if (2..=64).contains(&replicas) => {
-                Ok(GpuSharing::TimeSlicing { replicas })
-            }
-            _ => Err(format!(
-                "time-slicing replicas {n:?} must be a whole number from 2 to 64"
-            )),
-        };
-    }
-    if let Some(layout) = v.strip_prefix("mig:") {
-        if layout.is_empty() {
-            return Err("mig: needs a layout, e.g. mig:all-1g.10gb".into());
-        }
-        return Ok(GpuSharing::Mig {
-            layout: layout.to_owned(),
-        });
-    }
-    Err(format!("{v:?} is not time-slicing:N or mig:<layout>"))
 }
 
 /// `<minute> <hour> <day-of-month> <month> <day-of-week> for <duration>: <count>`

@@ -6,7 +6,9 @@
 
 mod annotations;
 
-pub use annotations::{CaOptionOverrides, GpuSharing, GroupAnnotations, Interruption};
+pub use annotations::{CaOptionOverrides, GroupAnnotations, Interruption};
+
+use crate::gpu::sharing::{self, Sharing};
 
 use gpupool_cloud::{GroupId, InstanceType, PurchaseOption};
 use gpupool_sim::SimConfig;
@@ -210,6 +212,9 @@ pub struct GroupSpec {
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<TaintConfig>,
     pub annotations: GroupAnnotations,
+    /// What the device plugin will advertise (MIG, time-slicing), checked
+    /// against the GPU model.
+    pub sharing: Sharing,
 }
 
 impl Config {
@@ -356,6 +361,22 @@ impl NodeGroupConfig {
         }
         let annotations = GroupAnnotations::parse(&self.annotations)
             .map_err(|(key, reason)| err(&format!("annotations.{key}"), reason))?;
+        let sharing_key = "annotations.gpupool.dev/gpu-sharing";
+        let sharing = match &annotations.gpu_sharing {
+            Some(spec) => sharing::resolve(
+                spec,
+                annotations.mig_strategy.unwrap_or_default(),
+                instance_type.gpu.as_ref(),
+            )
+            .map_err(|reason| err(sharing_key, reason))?,
+            None if annotations.mig_strategy.is_some() => {
+                return Err(err(
+                    "annotations.gpupool.dev/mig-strategy",
+                    "set without a MIG layout in gpupool.dev/gpu-sharing".into(),
+                ));
+            }
+            None => Sharing::none(),
+        };
         let purchase = match (self.capacity_type, annotations.capacity_type) {
             (Some(field), Some(annotation)) if field != annotation => {
                 return Err(err(
@@ -377,6 +398,7 @@ impl NodeGroupConfig {
             labels: self.labels.clone(),
             taints: self.taints.clone(),
             annotations,
+            sharing,
         })
     }
 }

@@ -63,10 +63,8 @@ fn annotations_are_typed() {
         (p.cron.as_str(), p.duration, p.count),
         ("0 9 * * 1-5", Duration::from_secs(36000), 4)
     );
-    assert_eq!(
-        g.annotations.gpu_sharing,
-        Some(GpuSharing::TimeSlicing { replicas: 4 })
-    );
+    assert_eq!(g.sharing.replicas, 4);
+    assert!(g.sharing.mig.is_none());
 }
 
 #[test]
@@ -125,6 +123,14 @@ fn bad_configs_name_the_group_key_and_reason() {
             "unknown variant `cheap`",
         ),
         (with_group_line("colour: blue"), "unknown field `colour`"),
+        (
+            with_group_line("annotations: { gpupool.dev/gpu-sharing: \"mig:all-1g.10gb\" }"),
+            "node group \"g1\": annotations.gpupool.dev/gpu-sharing: nvidia-l4 GPUs do not support MIG",
+        ),
+        (
+            with_group_line("annotations: { gpupool.dev/mig-strategy: mixed }"),
+            "node group \"g1\": annotations.gpupool.dev/mig-strategy: set without a MIG layout",
+        ),
         (
             with_group_line("taints: [{ key: \"bad key\", effect: NoSchedule }]"),
             "node group \"g1\": taints[0].key: \"bad key\" is not a valid taint key",

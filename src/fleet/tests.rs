@@ -24,6 +24,7 @@ fn spec(min: u32, max: u32) -> Arc<GroupSpec> {
         labels: Default::default(),
         taints: vec![],
         annotations: GroupAnnotations::default(),
+        sharing: crate::gpu::sharing::Sharing::none(),
     })
 }
 

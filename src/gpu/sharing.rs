@@ -53,11 +53,21 @@ pub enum MigStrategy {
 }
 
 /// Sharing resolved against the group's GPU.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sharing {
     pub mig: Option<MigSharing>,
     /// Time-slicing replicas; 1 when not time-sliced.
     pub replicas: u32,
+}
+
+impl Sharing {
+    /// Whole GPUs, each advertised once.
+    pub fn none() -> Self {
+        Self {
+            mig: None,
+            replicas: 1,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

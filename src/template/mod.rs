@@ -4,7 +4,10 @@
 //! Encoded once per group at start with `k8s-pb` (a core/v1 Node in Kubernetes
 //! protobuf encoding) and served from memory.
 
+mod gpu;
 pub mod reserve;
+
+pub use gpu::{Advertised, GPU_RESOURCE, advertise};
 
 use crate::config::GroupSpec;
 use k8s_pb::api::core::v1::{Node, NodeCondition, NodeSpec, NodeStatus, Taint};
@@ -22,8 +25,6 @@ pub const DISK_GIB: u64 = 200;
 pub const NODE_GROUP_LABEL: &str = "gpupool.dev/node-group";
 /// Label with how the node is bought (`spot` / `on-demand`).
 pub const CAPACITY_TYPE_LABEL: &str = "gpupool.dev/capacity-type";
-/// The NVIDIA device plugin's extended resource.
-pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
 
 /// A group's template, built once.
 #[derive(Clone, Debug)]
@@ -89,12 +90,12 @@ fn node(spec: &GroupSpec, cx: TemplateContext<'_>) -> Node {
         CAPACITY_TYPE_LABEL,
         spec.purchase.preferred().as_str().into(),
     );
-    if let Some(gpu) = &ty.gpu {
-        label(cx.gpu_label, gpu.accelerator.clone());
-        label("nvidia.com/gpu.present", "true".into());
-        label("nvidia.com/gpu.product", gpu.product.clone());
-        label("nvidia.com/gpu.count", gpu.count.to_string());
-        label("nvidia.com/gpu.memory", gpu.memory_mib.to_string());
+    let advertised = ty.gpu.as_ref().map(|g| advertise(g, &spec.sharing));
+    if let Some(a) = &advertised {
+        if let Some(gpu_type) = &a.gpu_type {
+            label(cx.gpu_label, gpu_type.clone());
+        }
+        labels.extend(a.labels.clone());
     }
     labels.extend(spec.labels.clone());
 
@@ -129,9 +130,9 @@ fn node(spec: &GroupSpec, cx: TemplateContext<'_>) -> Node {
             reserve::ephemeral_allocatable_gib(DISK_GIB)
         )),
     );
-    if let Some(gpu) = &ty.gpu {
+    for (resource, n) in advertised.iter().flat_map(|a| &a.resources) {
         for map in [&mut capacity, &mut allocatable] {
-            map.insert(GPU_RESOURCE.to_owned(), q(gpu.count.to_string()));
+            map.insert(resource.clone(), q(n.to_string()));
         }
     }
 
@@ -168,3 +169,6 @@ fn node(spec: &GroupSpec, cx: TemplateContext<'_>) -> Node {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests;
