@@ -10,6 +10,10 @@ use std::time::Duration;
 
 const PREFIX: &str = "gpupool.dev/";
 
+/// CA's own node-template keys (AWS ASG tags, Azure VMSS tags, cluster-api
+/// annotations), honoured with the same meaning so existing setups carry over.
+pub const CA_TEMPLATE_PREFIX: &str = "k8s.io/cluster-autoscaler/node-template/";
+
 /// Every annotation a node group may carry, typed.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GroupAnnotations {
@@ -32,6 +36,20 @@ pub struct GroupAnnotations {
     pub max_hourly_price: Option<f64>,
     /// The CA per-group options (`NodeGroupGetOptions`).
     pub ca_options: CaOptionOverrides,
+    /// Labels, taints and resources from CA's node-template keys.
+    pub ca_template: CaTemplate,
+}
+
+/// What `k8s.io/cluster-autoscaler/node-template/{label,taint,resources}/…`
+/// keys add to a group's template.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CaTemplate {
+    /// `…/label/<key>: <value>`
+    pub labels: BTreeMap<String, String>,
+    /// `…/taint/<key>: <value>:<Effect>`
+    pub taints: Vec<super::TaintConfig>,
+    /// `…/resources/<name>: <quantity>`: overrides capacity and allocatable.
+    pub resources: BTreeMap<String, String>,
 }
 
 /// CA's per-group autoscaling options that a group overrides; `None` keeps CA's
@@ -71,7 +89,13 @@ impl GroupAnnotations {
     /// Parses every `gpupool.dev/` key; the error is `(key, reason)`.
     pub fn parse(raw: &BTreeMap<String, String>) -> Result<Self, Reject> {
         let mut out = Self::default();
+        let mut ca_options = CaOptionOverrides::default();
         for (key, value) in raw {
+            if let Some(rest) = key.strip_prefix(CA_TEMPLATE_PREFIX) {
+                ca_template_key(rest, value.trim(), &mut out.ca_template, &mut ca_options)
+                    .map_err(|reason| (key.clone(), reason))?;
+                continue;
+            }
             let Some(name) = key.strip_prefix(PREFIX) else {
                 continue;
             };
@@ -156,8 +180,139 @@ impl GroupAnnotations {
                 }
             }
         }
+        out.ca_options = merge_options(out.ca_options, ca_options)?;
         Ok(out)
     }
+}
+
+/// One `k8s.io/cluster-autoscaler/node-template/…` key.
+fn ca_template_key(
+    rest: &str,
+    v: &str,
+    template: &mut CaTemplate,
+    options: &mut CaOptionOverrides,
+) -> Result<(), String> {
+    let (kind, name) = rest.split_once('/').ok_or_else(|| {
+        "expected label/<key>, taint/<key>, resources/<name> or autoscaling-options/<option>"
+            .to_owned()
+    })?;
+    if name.is_empty() {
+        return Err(format!("{kind}/ needs a name after it"));
+    }
+    match kind {
+        "label" => {
+            template.labels.insert(name.to_owned(), v.to_owned());
+        }
+        "taint" => {
+            let (value, effect) = v.rsplit_once(':').ok_or_else(|| {
+                format!("{v:?} is not <value>:<Effect> (e.g. present:NoSchedule)")
+            })?;
+            let effect = match effect {
+                "NoSchedule" => super::TaintEffect::NoSchedule,
+                "PreferNoSchedule" => super::TaintEffect::PreferNoSchedule,
+                "NoExecute" => super::TaintEffect::NoExecute,
+                _ => {
+                    return Err(format!(
+                        "effect {effect:?} is not NoSchedule, PreferNoSchedule or NoExecute"
+                    ));
+                }
+            };
+            template.taints.push(super::TaintConfig {
+                key: name.to_owned(),
+                value: value.to_owned(),
+                effect,
+            });
+        }
+        "resources" => {
+            crate::quantity::parse(v).map_err(|e| e.to_string())?;
+            template.resources.insert(name.to_owned(), v.to_owned());
+        }
+        "autoscaling-options" => match name {
+            "scaledownutilizationthreshold" => {
+                options.scale_down_utilization_threshold = Some(fraction(v)?)
+            }
+            "scaledowngpuutilizationthreshold" => {
+                options.scale_down_gpu_utilization_threshold = Some(fraction(v)?)
+            }
+            "scaledownunneededtime" => options.scale_down_unneeded_time = Some(duration(v)?),
+            "scaledownunreadytime" => options.scale_down_unready_time = Some(duration(v)?),
+            "maxnodeprovisiontime" => options.max_node_provision_time = Some(duration(v)?),
+            "ignoredaemonsetsutilization" => {
+                options.ignore_daemonsets_utilization = Some(boolean(v)?)
+            }
+            _ => {
+                return Err(format!(
+                    "unknown autoscaling option; CA's are scaledownutilizationthreshold, scaledowngpuutilizationthreshold, scaledownunneededtime, scaledownunreadytime, maxnodeprovisiontime, ignoredaemonsetsutilization"
+                ));
+            }
+        },
+        _ => {
+            return Err(format!(
+                "{kind:?} is not label, taint, resources or autoscaling-options"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Options set both ways must agree.
+fn merge_options(
+    ours: CaOptionOverrides,
+    ca: CaOptionOverrides,
+) -> Result<CaOptionOverrides, Reject> {
+    fn pick<T: PartialEq + std::fmt::Debug>(
+        ours: Option<T>,
+        theirs: Option<T>,
+        our_key: &str,
+        their_key: &str,
+    ) -> Result<Option<T>, Reject> {
+        match (ours, theirs) {
+            (Some(a), Some(b)) if a != b => Err((
+                format!("{CA_TEMPLATE_PREFIX}autoscaling-options/{their_key}"),
+                format!("{b:?} conflicts with {PREFIX}{our_key} {a:?}; set one of them"),
+            )),
+            (a, b) => Ok(a.or(b)),
+        }
+    }
+    Ok(CaOptionOverrides {
+        scale_down_utilization_threshold: pick(
+            ours.scale_down_utilization_threshold,
+            ca.scale_down_utilization_threshold,
+            "scale-down-utilization-threshold",
+            "scaledownutilizationthreshold",
+        )?,
+        scale_down_gpu_utilization_threshold: pick(
+            ours.scale_down_gpu_utilization_threshold,
+            ca.scale_down_gpu_utilization_threshold,
+            "scale-down-gpu-utilization-threshold",
+            "scaledowngpuutilizationthreshold",
+        )?,
+        scale_down_unneeded_time: pick(
+            ours.scale_down_unneeded_time,
+            ca.scale_down_unneeded_time,
+            "scale-down-unneeded-time",
+            "scaledownunneededtime",
+        )?,
+        scale_down_unready_time: pick(
+            ours.scale_down_unready_time,
+            ca.scale_down_unready_time,
+            "scale-down-unready-time",
+            "scaledownunreadytime",
+        )?,
+        max_node_provision_time: pick(
+            ours.max_node_provision_time,
+            ca.max_node_provision_time,
+            "max-node-provision-time",
+            "maxnodeprovisiontime",
+        )?,
+        ignore_daemonsets_utilization: pick(
+            ours.ignore_daemonsets_utilization,
+            ca.ignore_daemonsets_utilization,
+            "ignore-daemonsets-utilization",
+            "ignoredaemonsetsutilization",
+        )?,
+        ..ours
+    })
 }
 
 /// Every key this version understands (without the prefix).

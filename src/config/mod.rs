@@ -6,7 +6,9 @@
 
 mod annotations;
 
-pub use annotations::{CaOptionOverrides, GroupAnnotations, Interruption};
+pub use annotations::{
+    CA_TEMPLATE_PREFIX, CaOptionOverrides, CaTemplate, GroupAnnotations, Interruption,
+};
 
 use crate::gpu::sharing::{self, Sharing};
 
@@ -215,6 +217,9 @@ pub struct GroupSpec {
     /// What the device plugin will advertise (MIG, time-slicing), checked
     /// against the GPU model.
     pub sharing: Sharing,
+    /// Resources set by CA's node-template keys: override capacity and
+    /// allocatable in the template.
+    pub resources: BTreeMap<String, String>,
 }
 
 impl Config {
@@ -377,6 +382,8 @@ impl NodeGroupConfig {
             }
             None => Sharing::none(),
         };
+        let (labels, taints, resources) =
+            self.merge_ca_template(&annotations.ca_template, &sharing)?;
         let purchase = match (self.capacity_type, annotations.capacity_type) {
             (Some(field), Some(annotation)) if field != annotation => {
                 return Err(err(
@@ -395,11 +402,95 @@ impl NodeGroupConfig {
             instance_type,
             zones,
             purchase,
-            labels: self.labels.clone(),
-            taints: self.taints.clone(),
+            labels,
+            taints,
             annotations,
             sharing,
+            resources,
         })
+    }
+
+    /// Labels, taints and resources from CA's node-template keys, merged with
+    /// the group's own; a disagreement is an error, not a silent winner.
+    #[allow(clippy::type_complexity)]
+    fn merge_ca_template(
+        &self,
+        ca: &CaTemplate,
+        sharing: &Sharing,
+    ) -> Result<
+        (
+            BTreeMap<String, String>,
+            Vec<TaintConfig>,
+            BTreeMap<String, String>,
+        ),
+        ConfigError,
+    > {
+        let key = |kind: &str, name: &str| format!("annotations.{CA_TEMPLATE_PREFIX}{kind}/{name}");
+        let mut labels = self.labels.clone();
+        for (k, v) in &ca.labels {
+            if !is_label_key(k) {
+                return Err(ConfigError::group(
+                    &self.id,
+                    key("label", k),
+                    "not a valid Kubernetes label key",
+                ));
+            }
+            match labels.get(k) {
+                Some(ours) if ours != v => {
+                    return Err(ConfigError::group(
+                        &self.id,
+                        key("label", k),
+                        format!("{v:?} conflicts with labels.{k} {ours:?}"),
+                    ));
+                }
+                _ => {
+                    labels.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let mut taints = self.taints.clone();
+        for t in &ca.taints {
+            if !is_label_key(&t.key) {
+                return Err(ConfigError::group(
+                    &self.id,
+                    key("taint", &t.key),
+                    "not a valid taint key",
+                ));
+            }
+            match taints
+                .iter()
+                .find(|o| o.key == t.key && o.effect == t.effect)
+            {
+                Some(ours) if ours.value != t.value => {
+                    return Err(ConfigError::group(
+                        &self.id,
+                        key("taint", &t.key),
+                        format!(
+                            "value {:?} conflicts with taints entry {}={}:{}",
+                            t.value,
+                            ours.key,
+                            ours.value,
+                            ours.effect.as_str()
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => taints.push(t.clone()),
+            }
+        }
+        let shared = sharing.replicas > 1 || sharing.mig.is_some();
+        if let Some(r) = ca
+            .resources
+            .keys()
+            .find(|r| shared && r.starts_with("nvidia.com/"))
+        {
+            return Err(ConfigError::group(
+                &self.id,
+                key("resources", r),
+                "conflicts with gpupool.dev/gpu-sharing, which decides the nvidia.com resources",
+            ));
+        }
+        Ok((labels, taints, ca.resources.clone()))
     }
 }
 

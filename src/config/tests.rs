@@ -194,3 +194,106 @@ fn bad_configs_name_the_group_key_and_reason() {
         );
     }
 }
+
+const CA: &str = "k8s.io/cluster-autoscaler/node-template";
+
+#[test]
+fn ca_node_template_keys_are_honoured() {
+    let yaml = format!(
+        "{GOOD}    labels: {{ team: ml }}\n    annotations:\n      {CA}/label/team: ml\n      {CA}/label/workload: training\n      {CA}/taint/dedicated: \"gpu:NoSchedule\"\n      {CA}/resources/ephemeral-storage: 500Gi\n      {CA}/autoscaling-options/scaledownunneededtime: 7m\n      {CA}/autoscaling-options/scaledownutilizationthreshold: \"0.4\"\n      gpupool.dev/scale-down-utilization-threshold: \"0.4\"\n"
+    );
+    let g = &check(&yaml).unwrap()[0];
+    assert_eq!(
+        g.labels.get("workload").map(String::as_str),
+        Some("training")
+    );
+    assert_eq!(
+        g.labels.get("team").map(String::as_str),
+        Some("ml"),
+        "the same value both ways is fine"
+    );
+    assert_eq!(
+        g.taints,
+        vec![TaintConfig {
+            key: "dedicated".into(),
+            value: "gpu".into(),
+            effect: TaintEffect::NoSchedule
+        }]
+    );
+    assert_eq!(
+        g.resources.get("ephemeral-storage").map(String::as_str),
+        Some("500Gi")
+    );
+    assert_eq!(
+        g.annotations.ca_options.scale_down_unneeded_time,
+        Some(Duration::from_secs(420))
+    );
+    assert_eq!(
+        g.annotations.ca_options.scale_down_utilization_threshold,
+        Some(0.4)
+    );
+}
+
+#[test]
+fn ca_node_template_keys_that_conflict_or_are_malformed_are_refused() {
+    let cases: Vec<(String, String)> = vec![
+        (
+            format!(
+                "{GOOD}    labels: {{ team: ml }}\n    annotations: {{ {CA}/label/team: web }}\n"
+            ),
+            format!(
+                "node group \"g1\": annotations.{CA}/label/team: \"web\" conflicts with labels.team \"ml\""
+            ),
+        ),
+        (
+            format!(
+                "{GOOD}    annotations: {{ {CA}/autoscaling-options/scaledownunneededtime: 7m, gpupool.dev/scale-down-unneeded-time: 5m }}\n"
+            ),
+            format!(
+                "node group \"g1\": annotations.{CA}/autoscaling-options/scaledownunneededtime: 420s conflicts with gpupool.dev/scale-down-unneeded-time 300s; set one of them"
+            ),
+        ),
+        (
+            format!(
+                "{GOOD}    taints: [{{ key: dedicated, value: gpu, effect: NoSchedule }}]\n    annotations: {{ {CA}/taint/dedicated: \"cpu:NoSchedule\" }}\n"
+            ),
+            format!(
+                "annotations.{CA}/taint/dedicated: value \"cpu\" conflicts with taints entry dedicated=gpu:NoSchedule"
+            ),
+        ),
+        (
+            format!("{GOOD}    annotations: {{ {CA}/taint/dedicated: gpu }}\n"),
+            "\"gpu\" is not <value>:<Effect>".into(),
+        ),
+        (
+            format!("{GOOD}    annotations: {{ {CA}/taint/dedicated: \"gpu:Never\" }}\n"),
+            "effect \"Never\" is not NoSchedule".into(),
+        ),
+        (
+            format!("{GOOD}    annotations: {{ {CA}/resources/ephemeral-storage: lots }}\n"),
+            "\"lots\" is not a Kubernetes quantity".into(),
+        ),
+        (
+            format!(
+                "{GOOD}    annotations: {{ {CA}/autoscaling-options/scaledownfast: \"true\" }}\n"
+            ),
+            "unknown autoscaling option".into(),
+        ),
+        (
+            format!("{GOOD}    annotations: {{ {CA}/colour/x: blue }}\n"),
+            "\"colour\" is not label, taint, resources or autoscaling-options".into(),
+        ),
+        (
+            format!(
+                "{GOOD}    annotations: {{ {CA}/resources/nvidia.com/gpu: \"4\", gpupool.dev/gpu-sharing: \"time-slicing:4\" }}\n"
+            ),
+            format!(
+                "annotations.{CA}/resources/nvidia.com/gpu: conflicts with gpupool.dev/gpu-sharing"
+            ),
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let err = check(&yaml).unwrap_err().to_string();
+        assert!(err.contains(&expected), "expected {expected:?}\ngot {err}");
+    }
+}

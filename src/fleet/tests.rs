@@ -25,6 +25,7 @@ fn spec(min: u32, max: u32) -> Arc<GroupSpec> {
         taints: vec![],
         annotations: GroupAnnotations::default(),
         sharing: crate::gpu::sharing::Sharing::none(),
+        resources: Default::default(),
     })
 }
 

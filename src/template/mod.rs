@@ -135,6 +135,12 @@ fn node(spec: &GroupSpec, cx: TemplateContext<'_>) -> Node {
             map.insert(resource.clone(), q(n.to_string()));
         }
     }
+    // CA's node-template resources tags say what the node really offers.
+    for (resource, quantity) in &spec.resources {
+        for map in [&mut capacity, &mut allocatable] {
+            map.insert(resource.clone(), q(quantity.clone()));
+        }
+    }
 
     Node {
         metadata: Some(ObjectMeta {

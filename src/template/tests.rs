@@ -52,12 +52,17 @@ fn catalog() -> Vec<InstanceType> {
     ]
 }
 
-/// The decoded template of one group with these annotations.
+/// The decoded template of one group with these gpupool.dev annotations.
 fn template(instance_type: &str, annotations: &[(&str, &str)]) -> Node {
     let annotations: String = annotations
         .iter()
         .map(|(k, v)| format!("      gpupool.dev/{k}: \"{v}\"\n"))
         .collect();
+    template_with(instance_type, &annotations)
+}
+
+/// The decoded template of one group with these annotation lines.
+fn template_with(instance_type: &str, annotations: &str) -> Node {
     let yaml = format!(
         "cloud: sim\nregion: r\nnode_groups:\n  - id: g\n    min_size: 0\n    max_size: 1\n    instance_type: {instance_type}\n    zones: [ra]\n    annotations:\n{annotations}      x.example/keep: \"1\"\n"
     );
@@ -232,4 +237,24 @@ fn mig_and_time_slicing_multiply_as_the_device_plugin_does() {
     assert_eq!(resources(&n), expect(&[("nvidia.com/mig-1g.18gb", "168")]));
     assert_eq!(label(&n, "nvidia.com/mig-1g.18gb.replicas"), Some("3"));
     assert_eq!(label(&n, "nvidia.com/mig-1g.18gb.count"), Some("56"));
+}
+
+#[test]
+fn ca_resource_and_label_tags_reach_the_template() {
+    let n = template_with(
+        "l4x1",
+        "      k8s.io/cluster-autoscaler/node-template/resources/ephemeral-storage: 900Gi\n      k8s.io/cluster-autoscaler/node-template/label/pool: inference\n      k8s.io/cluster-autoscaler/node-template/taint/dedicated: \"ml:NoExecute\"\n",
+    );
+    let status = n.status.as_ref().unwrap();
+    for map in [&status.capacity, &status.allocatable] {
+        assert_eq!(map["ephemeral-storage"].string.as_deref(), Some("900Gi"));
+    }
+    assert_eq!(label(&n, "pool"), Some("inference"));
+    let taints = &n.spec.as_ref().unwrap().taints;
+    assert!(
+        taints
+            .iter()
+            .any(|t| t.key.as_deref() == Some("dedicated")
+                && t.effect.as_deref() == Some("NoExecute"))
+    );
 }
