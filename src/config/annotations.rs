@@ -241,9 +241,7 @@ fn ca_template_key(
                 options.ignore_daemonsets_utilization = Some(boolean(v)?)
             }
             _ => {
-                return Err(format!(
-                    "unknown autoscaling option; CA's are scaledownutilizationthreshold, scaledowngpuutilizationthreshold, scaledownunneededtime, scaledownunreadytime, maxnodeprovisiontime, ignoredaemonsetsutilization"
-                ));
+                return Err("unknown autoscaling option; CA's are scaledownutilizationthreshold, scaledowngpuutilizationthreshold, scaledownunneededtime, scaledownunreadytime, maxnodeprovisiontime, ignoredaemonsetsutilization".into());
             }
         },
         _ => {
