@@ -1,6 +1,7 @@
 //! gpupool: a cluster-autoscaler `externalgrpc` cloud provider for GPU node pools.
 
 pub mod backend;
+pub mod catalog;
 pub mod config;
 
 pub mod proto {

@@ -60,9 +60,12 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
         clock,
         extra_routes,
     } = backend;
-    let catalog = cloud.instance_types().await?;
+    let catalog = crate::catalog::merge(
+        crate::catalog::builtin(config.cloud),
+        cloud.instance_types().await?,
+    );
     let zones = cloud.zones().await?;
-    let specs = config.validate(&catalog, &zones)?;
+    let specs = config.validate(&catalog, Some(&zones))?;
     let prices = match cloud.prices().await {
         Ok(p) => PriceBook::new(p),
         Err(e) => {

@@ -473,6 +473,25 @@ fn check_config_accepts_good_files_and_names_the_problem_in_bad_ones() {
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+    // Other clouds are checked offline against the built-in catalog.
+    let aws = "cloud: aws\nregion: us-east-1\nnode_groups:\n  - id: h100\n    min_size: 0\n    max_size: 2\n    instance_type: p5.48xlarge\n    zones: [us-east-1a]\n";
+    let out = gpupool()
+        .arg("check-config")
+        .arg(write("aws.yaml", aws))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = write("aws-bad.yaml", &aws.replace("p5.48xlarge", "p9.huge"));
+    let out = gpupool().arg("check-config").arg(bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("\"p9.huge\" is not offered by this cloud; known types: g4dn.xlarge")
+    );
     let out = gpupool()
         .args(["check-config", "/nonexistent.yaml"])
         .output()

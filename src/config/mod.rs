@@ -61,7 +61,7 @@ impl ConfigError {
 }
 
 /// Which cloud backs the node groups.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CloudKind {
     /// The built-in simulated cloud.
@@ -69,6 +69,18 @@ pub enum CloudKind {
     Aws,
     Gcp,
     Azure,
+}
+
+impl CloudKind {
+    /// The name as written in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sim => "sim",
+            Self::Aws => "aws",
+            Self::Gcp => "gcp",
+            Self::Azure => "azure",
+        }
+    }
 }
 
 /// The whole config file.
@@ -250,12 +262,13 @@ impl Config {
         Self::from_yaml(DEFAULT_YAML).expect("embedded default config parses")
     }
 
-    /// Checks the whole config against the cloud's catalog and zones and returns
-    /// the typed node groups. Nothing is half-accepted: any error rejects it all.
+    /// Checks the whole config against the cloud's catalog and zones (`None`:
+    /// zones not known, as in an offline check) and returns the typed node
+    /// groups. Nothing is half-accepted: any error rejects it all.
     pub fn validate(
         &self,
         catalog: &[InstanceType],
-        zones: &[String],
+        zones: Option<&[String]>,
     ) -> Result<Vec<GroupSpec>, ConfigError> {
         if self.region.trim().is_empty() {
             return Err(ConfigError::invalid("region", "must not be empty"));
@@ -297,7 +310,7 @@ impl NodeGroupConfig {
     fn validate(
         &self,
         catalog: &[InstanceType],
-        region_zones: &[String],
+        region_zones: Option<&[String]>,
     ) -> Result<GroupSpec, ConfigError> {
         let id = &self.id;
         let err = |key: &str, reason: String| ConfigError::group(id, key, reason);
@@ -334,18 +347,17 @@ impl NodeGroupConfig {
                     ),
                 )
             })?;
-        let zones = if self.zones.is_empty() {
-            region_zones.to_vec()
-        } else {
-            self.zones.clone()
+        let zones = match (self.zones.is_empty(), region_zones) {
+            (false, _) => self.zones.clone(),
+            (true, Some(all)) => all.to_vec(),
+            (true, None) => Vec::new(),
         };
-        if let Some(z) = zones.iter().find(|z| !region_zones.contains(z)) {
+        if let Some(all) = region_zones
+            && let Some(z) = zones.iter().find(|z| !all.contains(z))
+        {
             return Err(err(
                 "zones",
-                format!(
-                    "{z:?} is not a zone of the region ({})",
-                    region_zones.join(", ")
-                ),
+                format!("{z:?} is not a zone of the region ({})", all.join(", ")),
             ));
         }
         for key in self.labels.keys() {

@@ -10,7 +10,7 @@ fn sim_catalog() -> Vec<InstanceType> {
 
 fn check(yaml: &str) -> Result<Vec<GroupSpec>, ConfigError> {
     let config = Config::from_yaml(yaml)?;
-    config.validate(&sim_catalog(), &config.sim.zones)
+    config.validate(&sim_catalog(), Some(&config.sim.zones))
 }
 
 const GOOD: &str = r#"
@@ -30,7 +30,9 @@ fn with_group_line(line: &str) -> String {
 #[test]
 fn the_embedded_default_is_valid() {
     let config = Config::default_example();
-    let specs = config.validate(&sim_catalog(), &config.sim.zones).unwrap();
+    let specs = config
+        .validate(&sim_catalog(), Some(&config.sim.zones))
+        .unwrap();
     assert!(specs.len() >= 4);
     assert!(specs.iter().all(|s| s.instance_type.gpu.is_some()));
 }
@@ -184,7 +186,7 @@ fn bad_configs_name_the_group_key_and_reason() {
             ) {
                 Err(e) => ConfigError::Parse(e.to_string()),
                 Ok(_) => config
-                    .validate(&sim_catalog(), &config.sim.zones)
+                    .validate(&sim_catalog(), Some(&config.sim.zones))
                     .unwrap_err(),
             },
         };

@@ -68,7 +68,7 @@ fn template_with(instance_type: &str, annotations: &str) -> Node {
     );
     let config = Config::from_yaml(&yaml).unwrap();
     let spec = config
-        .validate(&catalog(), &["ra".into()])
+        .validate(&catalog(), Some(&["ra".into()]))
         .unwrap()
         .remove(0);
     let t = Template::build(
