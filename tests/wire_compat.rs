@@ -576,3 +576,64 @@ async fn bad_pricing_requests_name_the_field() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn dra_groups_send_resource_slices_in_field_3_and_no_gpu_type() {
+    let groups = "
+  - id: h100-dra
+    min_size: 0
+    max_size: 2
+    instance_type: gpu-8x-h100-80gb
+    annotations: { gpupool.dev/dra: \"true\" }
+  - id: a100-mixed
+    min_size: 0
+    max_size: 2
+    instance_type: gpu-8x-a100-80gb
+    annotations: { gpupool.dev/gpu-sharing: \"mig:all-balanced\", gpupool.dev/mig-strategy: mixed }
+  - id: l4
+    min_size: 0
+    max_size: 2
+    instance_type: gpu-1x-l4
+";
+    let mut h = Harness::start(&config_yaml(groups, "")).await;
+    let r = h
+        .client
+        .node_group_template_node_info(NodeGroupTemplateNodeInfoRequest {
+            id: "h100-dra".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.resource_slice_bytes.len(), 1);
+    let slice =
+        k8s_pb::api::resource::v1::ResourceSlice::decode(r.resource_slice_bytes[0].as_slice())
+            .expect("a resource.k8s.io/v1 ResourceSlice");
+    let spec = slice.spec.unwrap();
+    assert_eq!(spec.driver.as_deref(), Some("gpu.nvidia.com"));
+    assert_eq!(spec.devices.len(), 8);
+    assert_eq!(r.node_info, r.node_bytes);
+
+    // The GPU types CA learns are exactly those the templates label.
+    let types: Vec<_> = h
+        .client
+        .get_available_gpu_types(GetAvailableGpuTypesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .gpu_types
+        .into_keys()
+        .collect();
+    assert_eq!(types, vec!["nvidia-l4"]);
+    for id in ["h100-dra", "a100-mixed"] {
+        let node = template(&mut h, Ca::New, id).await;
+        assert!(
+            !node
+                .metadata
+                .unwrap()
+                .labels
+                .contains_key("gpupool.dev/accelerator"),
+            "{id}"
+        );
+    }
+    h.stop().await;
+}

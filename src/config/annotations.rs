@@ -28,6 +28,9 @@ pub struct GroupAnnotations {
     pub gpu_sharing: Option<SharingSpec>,
     /// `gpupool.dev/mig-strategy`
     pub mig_strategy: Option<MigStrategy>,
+    /// `gpupool.dev/dra`: GPUs are handed out by NVIDIA's DRA driver
+    /// (ResourceClaims), not by the device plugin.
+    pub dra: bool,
     /// `gpupool.dev/interruption`
     pub interruption: Option<Interruption>,
     /// `gpupool.dev/drain-timeout`
@@ -118,6 +121,7 @@ impl GroupAnnotations {
                 "boot-latency" => out.boot_latency = Some(duration(v).map_err(reject)?),
                 "preprovision" => out.preprovision = Some(preprovision(v).map_err(reject)?),
                 "gpu-sharing" => out.gpu_sharing = Some(sharing::parse(v).map_err(reject)?),
+                "dra" => out.dra = boolean(v).map_err(reject)?,
                 "mig-strategy" => {
                     out.mig_strategy = Some(match v {
                         "single" => MigStrategy::Single,
@@ -320,6 +324,7 @@ pub const KNOWN: &[&str] = &[
     "preprovision",
     "gpu-sharing",
     "mig-strategy",
+    "dra",
     "interruption",
     "drain-timeout",
     "max-hourly-price",

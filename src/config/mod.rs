@@ -394,6 +394,20 @@ impl NodeGroupConfig {
             }
             None => Sharing::none(),
         };
+        if annotations.dra {
+            if instance_type.gpu.is_none() {
+                return Err(err(
+                    "annotations.gpupool.dev/dra",
+                    "the instance type has no GPU".into(),
+                ));
+            }
+            if sharing.replicas > 1 {
+                return Err(err(
+                    "annotations.gpupool.dev/dra",
+                    "time-slicing of DRA-managed GPUs is set in the ResourceClaim's config, not on the group; drop time-slicing from gpupool.dev/gpu-sharing".into(),
+                ));
+            }
+        }
         let (labels, taints, resources) =
             self.merge_ca_template(&annotations.ca_template, &sharing)?;
         let purchase = match (self.capacity_type, annotations.capacity_type) {

@@ -126,6 +126,16 @@ fn bad_configs_name_the_group_key_and_reason() {
         ),
         (with_group_line("colour: blue"), "unknown field `colour`"),
         (
+            with_group_line(
+                "annotations: { gpupool.dev/dra: \"true\", gpupool.dev/gpu-sharing: \"time-slicing:2\" }",
+            ),
+            "annotations.gpupool.dev/dra: time-slicing of DRA-managed GPUs is set in the ResourceClaim's config",
+        ),
+        (
+            with_group_line("annotations: { gpupool.dev/dra: \"yes\" }"),
+            "annotations.gpupool.dev/dra: \"yes\" is not true or false",
+        ),
+        (
             with_group_line("annotations: { gpupool.dev/gpu-sharing: \"mig:all-1g.10gb\" }"),
             "node group \"g1\": annotations.gpupool.dev/gpu-sharing: nvidia-l4 GPUs do not support MIG",
         ),

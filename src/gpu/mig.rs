@@ -11,6 +11,8 @@ use std::fmt;
 #[derive(Debug, PartialEq, Eq)]
 pub struct Profile {
     pub name: &'static str,
+    /// NVML's GPU instance profile id (the guide's "ID" column).
+    pub id: u8,
     pub compute_slices: u8,
     pub memory_slices: u8,
     /// Memory slices an instance of this profile may start at.
@@ -33,6 +35,7 @@ pub struct Geometry {
 
 const fn p(
     name: &'static str,
+    id: u8,
     compute_slices: u8,
     memory_slices: u8,
     starts: &'static [u8],
@@ -40,6 +43,7 @@ const fn p(
 ) -> Profile {
     Profile {
         name,
+        id,
         compute_slices,
         memory_slices,
         starts,
@@ -61,12 +65,12 @@ macro_rules! seven_slice_gpu {
             compute_slices: 7,
             memory_slices: 8,
             profiles: &[
-                p($one, 1, 1, ONE, $onegb),
-                p($onebig, 1, 2, TWO, $onebiggb),
-                p($two, 2, 2, TWO_G, $twogb),
-                p($three, 3, 4, THREE_G, $threegb),
-                p($four, 4, 4, ZERO, $fourgb),
-                p($seven, 7, 8, ZERO, $sevengb),
+                p($one, 19, 1, 1, ONE, $onegb),
+                p($onebig, 15, 1, 2, TWO, $onebiggb),
+                p($two, 14, 2, 2, TWO_G, $twogb),
+                p($three, 9, 3, 4, THREE_G, $threegb),
+                p($four, 5, 4, 4, ZERO, $fourgb),
+                p($seven, 0, 7, 8, ZERO, $sevengb),
             ],
             balanced: &[($one, 2), ($two, 1), ($three, 1)],
         }
@@ -126,9 +130,9 @@ pub static GEOMETRIES: &[Geometry] = &[
         compute_slices: 4,
         memory_slices: 4,
         profiles: &[
-            p("1g.6gb", 1, 1, &[0, 1, 2, 3], 6),
-            p("2g.12gb", 2, 2, &[0, 2], 12),
-            p("4g.24gb", 4, 4, ZERO, 24),
+            p("1g.6gb", 14, 1, 1, &[0, 1, 2, 3], 6),
+            p("2g.12gb", 5, 2, 2, &[0, 2], 12),
+            p("4g.24gb", 0, 4, 4, ZERO, 24),
         ],
         balanced: &[("1g.6gb", 2), ("2g.12gb", 1)],
     },
@@ -208,6 +212,21 @@ impl Geometry {
         }
     }
 
+    /// Where each instance of a (checked) layout sits: (profile, start slice),
+    /// largest first, as the MIG manager creates them.
+    pub fn placements(
+        &self,
+        layout: &[(&'static Profile, u32)],
+    ) -> Option<Vec<(&'static Profile, u8)>> {
+        let mut instances: Vec<&'static Profile> = layout
+            .iter()
+            .flat_map(|(p, n)| std::iter::repeat_n(*p, *n as usize))
+            .collect();
+        instances.sort_by_key(|p| std::cmp::Reverse((p.memory_slices, p.compute_slices)));
+        let starts = assign(&instances, 0, self.memory_slices)?;
+        Some(instances.into_iter().zip(starts).collect())
+    }
+
     /// Layouts by name that fit this GPU (for error messages and docs).
     pub fn fitting_layouts(&self) -> Vec<String> {
         let mut out: Vec<String> = self
@@ -233,15 +252,25 @@ impl Geometry {
 
 /// Backtracking placement over a bitmap of used memory slices.
 fn place(instances: &[&Profile], used: u16, slices: u8) -> bool {
+    assign(instances, used, slices).is_some()
+}
+
+/// The start slice of each instance, in order, if they can all be placed.
+fn assign(instances: &[&Profile], used: u16, slices: u8) -> Option<Vec<u8>> {
     let Some((first, rest)) = instances.split_first() else {
-        return true;
+        return Some(Vec::new());
     };
-    first.starts.iter().any(|&start| {
+    first.starts.iter().find_map(|&start| {
         if start + first.memory_slices > slices {
-            return false;
+            return None;
         }
         let mask = ((1u16 << first.memory_slices) - 1) << start;
-        used & mask == 0 && place(rest, used | mask, slices)
+        if used & mask != 0 {
+            return None;
+        }
+        let mut starts = assign(rest, used | mask, slices)?;
+        starts.insert(0, start);
+        Some(starts)
     })
 }
 

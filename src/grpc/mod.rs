@@ -371,11 +371,12 @@ impl CloudProvider for Service {
     ) -> Result<Response<NodeGroupTemplateNodeInfoResponse>, Status> {
         self.observed(Rpc::NodeGroupTemplateNodeInfo, async {
             let card = self.card(&request.get_ref().id)?;
-            // Field 1 for CA <= 1.33, field 2 for 1.34+: the same bytes.
+            // Field 1 for CA <= 1.33, field 2 for 1.34+: the same bytes; field
+            // 3 the ResourceSlices of DRA groups (newest CA).
             Ok(NodeGroupTemplateNodeInfoResponse {
                 node_info: card.template.bytes.clone(),
                 node_bytes: card.template.bytes.clone(),
-                resource_slice_bytes: Vec::new(),
+                resource_slice_bytes: card.template.resource_slices.clone(),
             })
         })
         .await

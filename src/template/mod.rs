@@ -4,6 +4,7 @@
 //! Encoded once per group at start with `k8s-pb` (a core/v1 Node in Kubernetes
 //! protobuf encoding) and served from memory.
 
+pub mod dra;
 mod gpu;
 pub mod reserve;
 
@@ -34,6 +35,8 @@ pub struct Template {
     pub bytes: Vec<u8>,
     /// The GPU label's value, if the type has GPUs.
     pub gpu_type: Option<String>,
+    /// ResourceSlices a node would publish (DRA groups), each encoded.
+    pub resource_slices: Vec<Vec<u8>>,
 }
 
 /// Where the group lives and how GPUs are labelled.
@@ -47,14 +50,28 @@ impl Template {
     pub fn build(spec: &GroupSpec, cx: TemplateContext<'_>) -> Self {
         let node = node(spec, cx);
         let bytes = node.encode_to_vec();
+        // The GPU type CA may see: only where the template carries the label.
+        let gpu_type = spec
+            .instance_type
+            .gpu
+            .as_ref()
+            .and_then(|g| advertised(spec, g).gpu_type);
+        let name = node
+            .metadata
+            .as_ref()
+            .and_then(|m| m.name.clone())
+            .unwrap_or_default();
+        let resource_slices = match (&spec.instance_type.gpu, spec.annotations.dra) {
+            (Some(gpu), true) => {
+                vec![dra::resource_slice(&name, gpu, &spec.sharing).encode_to_vec()]
+            }
+            _ => Vec::new(),
+        };
         Self {
             node,
             bytes,
-            gpu_type: spec
-                .instance_type
-                .gpu
-                .as_ref()
-                .map(|g| g.accelerator.clone()),
+            gpu_type,
+            resource_slices,
         }
     }
 
@@ -68,6 +85,19 @@ impl Template {
             .and_then(|s| crate::quantity::parse(s).ok())
             .unwrap_or(0.0)
     }
+}
+
+/// What a group's GPUs advertise. DRA groups get their GPUs through
+/// ResourceClaims, so no extended resources and (as with mixed MIG) no GPU
+/// label, which would make CA wait for an `nvidia.com/gpu` that never comes.
+fn advertised(spec: &GroupSpec, gpu: &gpupool_cloud::GpuInfo) -> Advertised {
+    let mut a = advertise(gpu, &spec.sharing);
+    if spec.annotations.dra {
+        a.resources.clear();
+        a.gpu_type = None;
+        a.labels.insert("nvidia.com/gpu.dra".into(), "true".into());
+    }
+    a
 }
 
 fn node(spec: &GroupSpec, cx: TemplateContext<'_>) -> Node {
@@ -90,7 +120,7 @@ fn node(spec: &GroupSpec, cx: TemplateContext<'_>) -> Node {
         CAPACITY_TYPE_LABEL,
         spec.purchase.preferred().as_str().into(),
     );
-    let advertised = ty.gpu.as_ref().map(|g| advertise(g, &spec.sharing));
+    let advertised = ty.gpu.as_ref().map(|g| advertised(spec, g));
     if let Some(a) = &advertised {
         if let Some(gpu_type) = &a.gpu_type {
             label(cx.gpu_label, gpu_type.clone());

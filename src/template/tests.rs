@@ -8,6 +8,13 @@ use gpupool_cloud::{GpuInfo, InstanceType};
 use k8s_pb::api::core::v1::Node;
 
 fn ty(name: &str, accelerator: &str, product: &str, count: u32, memory_mib: u64) -> InstanceType {
+    let model = match accelerator {
+        "nvidia-h100-80gb" => "H100",
+        "nvidia-h200-141gb" => "H200",
+        "nvidia-a30" => "A30",
+        "nvidia-l4" => "L4",
+        _ => "A100",
+    };
     InstanceType {
         name: name.into(),
         vcpus: 96,
@@ -15,7 +22,7 @@ fn ty(name: &str, accelerator: &str, product: &str, count: u32, memory_mib: u64)
         arch: Default::default(),
         gpu: Some(GpuInfo {
             accelerator: accelerator.into(),
-            model: "m".into(),
+            model: model.into(),
             product: product.into(),
             count,
             memory_mib,
@@ -63,6 +70,11 @@ fn template(instance_type: &str, annotations: &[(&str, &str)]) -> Node {
 
 /// The decoded template of one group with these annotation lines.
 fn template_with(instance_type: &str, annotations: &str) -> Node {
+    Node::decode(build(instance_type, annotations).bytes.as_slice()).unwrap()
+}
+
+/// The template of one group with these annotation lines.
+fn build(instance_type: &str, annotations: &str) -> Template {
     let yaml = format!(
         "cloud: sim\nregion: r\nnode_groups:\n  - id: g\n    min_size: 0\n    max_size: 1\n    instance_type: {instance_type}\n    zones: [ra]\n    annotations:\n{annotations}      x.example/keep: \"1\"\n"
     );
@@ -71,14 +83,13 @@ fn template_with(instance_type: &str, annotations: &str) -> Node {
         .validate(&catalog(), Some(&["ra".into()]))
         .unwrap()
         .remove(0);
-    let t = Template::build(
+    Template::build(
         &spec,
         TemplateContext {
             region: "r",
             gpu_label: "gpu-type",
         },
-    );
-    Node::decode(t.bytes.as_slice()).unwrap()
+    )
 }
 
 fn resources(node: &Node) -> BTreeMap<String, String> {
@@ -256,5 +267,119 @@ fn ca_resource_and_label_tags_reach_the_template() {
             .iter()
             .any(|t| t.key.as_deref() == Some("dedicated")
                 && t.effect.as_deref() == Some("NoExecute"))
+    );
+}
+
+#[test]
+fn only_templates_with_the_gpu_label_report_a_gpu_type() {
+    assert_eq!(
+        build("h100x8", "").gpu_type.as_deref(),
+        Some("nvidia-h100-80gb")
+    );
+    let mixed =
+        "      gpupool.dev/gpu-sharing: mig:all-1g.10gb\n      gpupool.dev/mig-strategy: mixed\n";
+    assert_eq!(build("h100x8", mixed).gpu_type, None);
+    assert_eq!(
+        build("h100x8", "      gpupool.dev/dra: \"true\"\n").gpu_type,
+        None
+    );
+}
+
+fn slice_of(t: &Template) -> k8s_pb::api::resource::v1::ResourceSlice {
+    assert_eq!(t.resource_slices.len(), 1);
+    k8s_pb::api::resource::v1::ResourceSlice::decode(t.resource_slices[0].as_slice()).unwrap()
+}
+
+#[test]
+fn dra_groups_publish_one_device_per_gpu_and_no_device_plugin_resources() {
+    let t = build("h100x8", "      gpupool.dev/dra: \"true\"\n");
+    let node = Node::decode(t.bytes.as_slice()).unwrap();
+    assert!(
+        resources(&node).is_empty(),
+        "no nvidia.com/gpu: the DRA driver hands GPUs out"
+    );
+    assert_eq!(label(&node, "gpu-type"), None);
+    let spec = slice_of(&t).spec.unwrap();
+    assert_eq!(spec.driver.as_deref(), Some("gpu.nvidia.com"));
+    assert_eq!(spec.node_name.as_deref(), Some("template-node-for-g"));
+    assert_eq!(spec.pool.as_ref().unwrap().resource_slice_count, Some(1));
+    let names: Vec<_> = spec
+        .devices
+        .iter()
+        .map(|d| d.name.clone().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        (0..8).map(|i| format!("gpu-{i}")).collect::<Vec<_>>()
+    );
+    let d = &spec.devices[0];
+    let attr = |k: &str| {
+        let a = &d.attributes[k];
+        a.string.clone().or(a.version.clone()).unwrap()
+    };
+    assert_eq!(attr("type"), "gpu");
+    assert_eq!(attr("productName"), "NVIDIA H100 80GB HBM3");
+    assert_eq!(attr("brand"), "Nvidia");
+    assert_eq!(attr("architecture"), "Hopper");
+    assert_eq!(attr("cudaComputeCapability"), "9.0.0");
+    assert_eq!(
+        d.capacity["memory"]
+            .value
+            .as_ref()
+            .unwrap()
+            .string
+            .as_deref(),
+        Some("81559Mi")
+    );
+    assert!(
+        build("h100x8", "").resource_slices.is_empty(),
+        "only DRA groups publish slices"
+    );
+}
+
+#[test]
+fn dra_mig_devices_are_named_and_placed_as_the_driver_names_them() {
+    // 2 × 3g.20gb per A100 40GB: GI profile id 9, at memory slices 0 and 4.
+    let t = build(
+        "a100-40x8",
+        "      gpupool.dev/dra: \"true\"\n      gpupool.dev/gpu-sharing: mig:all-3g.20gb\n",
+    );
+    let spec = slice_of(&t).spec.unwrap();
+    assert_eq!(spec.devices.len(), 16);
+    let names: Vec<_> = spec.devices[..2]
+        .iter()
+        .map(|d| d.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["gpu-0-mig-9-0-4", "gpu-0-mig-9-4-4"]);
+    let d = &spec.devices[1];
+    assert_eq!(d.attributes["type"].string.as_deref(), Some("mig"));
+    assert_eq!(d.attributes["profile"].string.as_deref(), Some("3g.20gb"));
+    assert_eq!(
+        d.attributes["productName"].string.as_deref(),
+        Some("NVIDIA A100-SXM4-40GB")
+    );
+    let slices: Vec<_> = d
+        .capacity
+        .keys()
+        .filter(|k| k.starts_with("memorySlice"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        slices,
+        [
+            "memorySlice4",
+            "memorySlice5",
+            "memorySlice6",
+            "memorySlice7"
+        ]
+    );
+    assert_eq!(
+        d.capacity["memory"]
+            .value
+            .as_ref()
+            .unwrap()
+            .string
+            .as_deref(),
+        Some("20Gi")
     );
 }
