@@ -304,3 +304,16 @@ fn code_name(code: tonic::Code) -> &'static str {
         Unauthenticated => "UNAUTHENTICATED",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Rpc;
+
+    #[test]
+    fn rpc_discriminants_index_all() {
+        // observe_rpc indexes the latency handles by discriminant.
+        for (i, rpc) in Rpc::ALL.iter().enumerate() {
+            assert_eq!(*rpc as usize, i, "{}", rpc.name());
+        }
+    }
+}

@@ -48,14 +48,10 @@ pub struct TemplateContext<'a> {
 
 impl Template {
     pub fn build(spec: &GroupSpec, cx: TemplateContext<'_>) -> Self {
-        let node = node(spec, cx);
+        let (node, advertised) = node(spec, cx);
         let bytes = node.encode_to_vec();
         // The GPU type CA may see: only where the template carries the label.
-        let gpu_type = spec
-            .instance_type
-            .gpu
-            .as_ref()
-            .and_then(|g| advertised(spec, g).gpu_type);
+        let gpu_type = advertised.and_then(|a| a.gpu_type);
         let name = node
             .metadata
             .as_ref()
@@ -95,12 +91,12 @@ fn advertised(spec: &GroupSpec, gpu: &gpupool_cloud::GpuInfo) -> Advertised {
     if spec.annotations.dra {
         a.resources.clear();
         a.gpu_type = None;
-        a.labels.insert("nvidia.com/gpu.dra".into(), "true".into());
     }
     a
 }
 
-fn node(spec: &GroupSpec, cx: TemplateContext<'_>) -> Node {
+/// The template node, and what its GPUs advertise.
+fn node(spec: &GroupSpec, cx: TemplateContext<'_>) -> (Node, Option<Advertised>) {
     let ty = &spec.instance_type;
     let name = format!("template-node-for-{}", spec.id);
     let zone = spec.zones.first().cloned().unwrap_or_default();
@@ -172,7 +168,7 @@ fn node(spec: &GroupSpec, cx: TemplateContext<'_>) -> Node {
         }
     }
 
-    Node {
+    let node = Node {
         metadata: Some(ObjectMeta {
             name: Some(name),
             labels,
@@ -203,7 +199,8 @@ fn node(spec: &GroupSpec, cx: TemplateContext<'_>) -> Node {
             }],
             ..Default::default()
         }),
-    }
+    };
+    (node, advertised)
 }
 
 #[cfg(test)]
