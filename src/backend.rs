@@ -1,7 +1,7 @@
 //! Picks the cloud backend named in the config and what it adds to the
 //! operations port.
 
-use crate::config::{CloudKind, Config};
+use crate::config::{CloudKind, Config, ConfigError, GroupSpec};
 use crate::server::Backend;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -19,6 +19,24 @@ pub enum BackendError {
         "cloud: {0} is not available in this build yet; use `cloud: sim` (the AWS, GCP and Azure backends are separate features)"
     )]
     NotBuilt(&'static str),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// The config's groups checked without a cloud: against the simulator's
+/// catalog and zones, or the built-in catalog of a real cloud (whose zones
+/// are checked when the server asks the cloud for them). Touches no state file.
+pub fn offline_specs(config: &Config) -> Result<Vec<GroupSpec>, BackendError> {
+    Ok(match config.cloud {
+        CloudKind::Sim => {
+            let mut sim = config.sim.clone();
+            sim.state_file = None;
+            let sim = SimCloud::new(sim, Arc::new(gpupool_cloud::SystemClock))?;
+            let catalog: Vec<_> = sim.catalog().iter().map(|t| t.instance_type()).collect();
+            config.validate(&catalog, Some(&sim.config().zones))?
+        }
+        cloud => config.validate(&crate::catalog::builtin(cloud), None)?,
+    })
 }
 
 /// The backend for `config.cloud`.

@@ -3,11 +3,13 @@
 pub mod backend;
 pub mod catalog;
 pub mod config;
+pub mod explain;
 
 pub mod proto {
     //! The externalgrpc interface, generated from `proto/externalgrpc/externalgrpc.proto`.
     tonic::include_proto!("clusterautoscaler.cloudprovider.v1.externalgrpc");
 }
+pub mod fit;
 pub mod fleet;
 pub mod gpu;
 pub mod grpc;

@@ -1,74 +1,28 @@
 //! `gpupool groups`: a table of the node groups, asked of a running server over
 //! the same gRPC interface CA uses.
 
-use anyhow::Context;
+use super::client;
 use gpupool::proto::cloud_provider_client::CloudProviderClient;
 use gpupool::proto::instance_status::InstanceState;
 use gpupool::proto::*;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The server's gRPC address
     #[arg(long, default_value = "127.0.0.1:8086", env = "GPUPOOL_ADDRESS")]
     address: String,
-    /// CA certificate (PEM) to verify the server with; turns TLS on
-    #[arg(long)]
-    cacert: Option<PathBuf>,
-    /// Client certificate (PEM) for mTLS
-    #[arg(long, requires = "key")]
-    cert: Option<PathBuf>,
-    /// Client key (PEM) for mTLS
-    #[arg(long, requires = "cert")]
-    key: Option<PathBuf>,
-    /// Name the server's certificate must carry (default: the address's host)
-    #[arg(long)]
-    server_name: Option<String>,
+    #[command(flatten)]
+    tls: client::Tls,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let mut client = connect(&args).await?;
+    client::runtime()?.block_on(async {
+        let mut client = client::connect(&args.address, &args.tls).await?;
         let table = collect(&mut client).await?;
-        print!("{table}");
-        Ok(())
+        super::emit(&table)
     })
-}
-
-async fn connect(args: &Args) -> anyhow::Result<CloudProviderClient<Channel>> {
-    let scheme = if args.cacert.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let mut endpoint = Channel::from_shared(format!("{scheme}://{}", args.address))
-        .with_context(|| format!("--address {:?}", args.address))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10));
-    if let Some(ca) = &args.cacert {
-        let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("{}", p.display()));
-        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
-        if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
-            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
-        }
-        let host = args.server_name.clone().unwrap_or_else(|| {
-            args.address
-                .rsplit_once(':')
-                .map_or(args.address.clone(), |(h, _)| h.to_owned())
-        });
-        endpoint = endpoint.tls_config(tls.domain_name(host))?;
-    }
-    let channel = endpoint
-        .connect()
-        .await
-        .with_context(|| format!("connecting to gpupool at {}", args.address))?;
-    Ok(CloudProviderClient::new(channel))
 }
 
 /// One row per group.

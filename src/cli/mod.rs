@@ -1,6 +1,8 @@
 //! Command-line interface.
 
 mod check;
+mod client;
+mod explain;
 mod groups;
 mod serve;
 
@@ -26,20 +28,34 @@ enum Command {
     CheckConfig(check::Args),
     /// Print the node groups of a running server (asks it over gRPC)
     Groups(groups::Args),
+    /// For each node group: would a new node fit the pod, and if not, why.
+    /// Exits 0 if every workload fits some group, 2 if one fits none
+    ExplainPod(explain::Args),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
-        Command::CheckConfig(args) => check::run(args),
-        Command::Groups(args) => groups::run(args),
+        Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::CheckConfig(args) => check::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Groups(args) => groups::run(args).map(|()| ExitCode::SUCCESS),
+        Command::ExplainPod(args) => explain::run(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes `text` to stdout; a reader that went away (`| head`) is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }

@@ -1,13 +1,14 @@
 //! What a pod asks of a node, from its Kubernetes protobuf encoding.
 
-use crate::quantity;
+use crate::fit::requests::{self, BadResource, ContainerResources};
 use crate::template::GPU_RESOURCE;
 use k8s_pb::api::core::v1::{Container, Pod};
+use k8s_pb::apimachinery::pkg::api::resource::Quantity;
 use prost::Message;
+use std::collections::BTreeMap;
 
-/// A pod's effective requests: containers summed, the largest init container if
-/// larger, plus the pod overhead; a limit stands in for a missing request (as
-/// the API server defaults it).
+/// A pod's effective requests, aggregated as kube-scheduler does (see
+/// [`crate::fit::requests`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PodRequests {
     /// Cores.
@@ -22,71 +23,41 @@ pub struct PodRequests {
 pub enum PodError {
     #[error("not a core/v1 Pod in Kubernetes protobuf encoding: {0}")]
     Decode(String),
-    #[error("container {container:?}: {resource}: {reason}")]
-    Quantity {
-        container: String,
-        resource: String,
-        reason: String,
-    },
+    #[error(transparent)]
+    Quantity(#[from] BadResource),
 }
 
 pub fn pod_requests(bytes: &[u8]) -> Result<PodRequests, PodError> {
     let pod = Pod::decode(bytes).map_err(|e| PodError::Decode(e.to_string()))?;
     let spec = pod.spec.unwrap_or_default();
-    let mut sum = PodRequests::default();
-    for c in &spec.containers {
-        let r = container(c)?;
-        sum.cpu += r.cpu;
-        sum.memory += r.memory;
-        sum.gpu += r.gpu;
-    }
-    for c in &spec.init_containers {
-        let r = container(c)?;
-        sum.cpu = sum.cpu.max(r.cpu);
-        sum.memory = sum.memory.max(r.memory);
-        sum.gpu = sum.gpu.max(r.gpu);
-    }
-    for (resource, q) in &spec.overhead {
-        let v = q
-            .string
-            .as_deref()
-            .map(quantity::parse)
-            .transpose()
-            .map_err(|e| PodError::Quantity {
-                container: "(overhead)".into(),
-                resource: resource.clone(),
-                reason: e.to_string(),
-            })?
-            .unwrap_or(0.0);
-        match resource.as_str() {
-            "cpu" => sum.cpu += v,
-            "memory" => sum.memory += v,
-            _ => {}
-        }
-    }
-    Ok(sum)
+    let containers: Vec<_> = spec.containers.iter().map(container).collect();
+    let init: Vec<_> = spec.init_containers.iter().map(container).collect();
+    let pod_level = spec
+        .resources
+        .as_ref()
+        .map(|r| pairs(&r.requests))
+        .unwrap_or_default();
+    let r = requests::pod(&containers, &init, &pairs(&spec.overhead), &pod_level)?;
+    let get = |name: &str| r.get(name).copied().unwrap_or(0.0);
+    Ok(PodRequests {
+        cpu: get("cpu"),
+        memory: get("memory"),
+        gpu: get(GPU_RESOURCE),
+    })
 }
 
-fn container(c: &Container) -> Result<PodRequests, PodError> {
-    let resources = c.resources.clone().unwrap_or_default();
-    let get = |name: &str| -> Result<f64, PodError> {
-        let q = resources
-            .requests
-            .get(name)
-            .or_else(|| resources.limits.get(name))
-            .and_then(|q| q.string.as_deref());
-        match q {
-            None => Ok(0.0),
-            Some(s) => quantity::parse(s).map_err(|e| PodError::Quantity {
-                container: c.name.clone().unwrap_or_default(),
-                resource: name.to_owned(),
-                reason: e.to_string(),
-            }),
-        }
-    };
-    Ok(PodRequests {
-        cpu: get("cpu")?,
-        memory: get("memory")?,
-        gpu: get(GPU_RESOURCE)?,
-    })
+fn pairs(m: &BTreeMap<String, Quantity>) -> Vec<(&str, &str)> {
+    m.iter()
+        .filter_map(|(k, q)| Some((k.as_str(), q.string.as_deref()?)))
+        .collect()
+}
+
+fn container(c: &Container) -> ContainerResources<'_> {
+    let r = c.resources.as_ref();
+    ContainerResources {
+        name: c.name.as_deref().unwrap_or_default(),
+        requests: r.map(|r| pairs(&r.requests)).unwrap_or_default(),
+        limits: r.map(|r| pairs(&r.limits)).unwrap_or_default(),
+        sidecar: c.restart_policy.as_deref() == Some("Always"),
+    }
 }
