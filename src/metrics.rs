@@ -117,6 +117,10 @@ pub struct Metrics {
     last_sync: Gauge<f64, AtomicU64>,
     sync_failures: Counter,
     unmanaged: Gauge,
+    group_cost: Family<GroupLabels, Gauge<f64, AtomicU64>>,
+    pool_cost: Gauge<f64, AtomicU64>,
+    prices_as_of: Gauge<f64, AtomicU64>,
+    price_refreshes: Family<CloudLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -205,6 +209,30 @@ impl Metrics {
             "Instances running for node groups that are not in the config (orphans: they cost money and nobody scales them)",
             unmanaged.clone(),
         );
+        let group_cost = Family::<GroupLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "node_group_hourly_cost_usd",
+            "What the group's instances (booting and running) cost per hour at current prices",
+            group_cost.clone(),
+        );
+        let pool_cost = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "hourly_cost_usd",
+            "What all node groups' instances cost per hour at current prices",
+            pool_cost.clone(),
+        );
+        let prices_as_of = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "prices_timestamp_seconds",
+            "When the prices in use were current: the last good refresh, else the offline table's date (age = time() - this)",
+            prices_as_of.clone(),
+        );
+        let price_refreshes = Family::<CloudLabels, Counter>::default();
+        registry.register(
+            "price_refreshes",
+            "Live price refreshes by outcome; on error the last good prices are kept",
+            price_refreshes.clone(),
+        );
         Self {
             registry,
             rpc_total,
@@ -218,7 +246,38 @@ impl Metrics {
             last_sync,
             sync_failures,
             unmanaged,
+            group_cost,
+            pool_cost,
+            prices_as_of,
+            price_refreshes,
         }
+    }
+
+    /// Hourly cost per group (in config order) and of the pool.
+    pub fn set_costs<'a>(&self, costs: impl IntoIterator<Item = (&'a str, f64)>) {
+        let mut total = 0.0;
+        for (group, cost) in costs {
+            total += cost;
+            self.group_cost
+                .get_or_create(&GroupLabels {
+                    group: group.to_owned(),
+                })
+                .set(cost);
+        }
+        self.pool_cost.set(total);
+    }
+
+    pub fn prices_as_of(&self, unix_seconds: f64) {
+        self.prices_as_of.set(unix_seconds);
+    }
+
+    pub fn price_refresh(&self, ok: bool) {
+        self.price_refreshes
+            .get_or_create(&CloudLabels {
+                operation: "prices",
+                outcome: if ok { "ok" } else { "error" },
+            })
+            .inc();
     }
 
     /// Records one RPC's outcome and server-side time.

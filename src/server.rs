@@ -5,7 +5,7 @@ use crate::config::{Config, ConfigError};
 use crate::fleet::{Fleet, RateLimit};
 use crate::grpc::{Service, ServiceSettings};
 use crate::metrics::Metrics;
-use crate::pricing::PriceBook;
+use crate::pricing::Prices;
 use crate::proto::cloud_provider_server::CloudProviderServer;
 use gpupool_cloud::{Clock, Cloud, CloudError};
 use std::net::SocketAddr;
@@ -66,13 +66,11 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
     );
     let zones = cloud.zones().await?;
     let specs = config.validate(&catalog, Some(&zones))?;
-    let prices = match cloud.prices().await {
-        Ok(p) => PriceBook::new(p),
-        Err(e) => {
-            tracing::warn!(error = %e, "no prices from the cloud; pricing RPCs will fail");
-            PriceBook::default()
-        }
-    };
+    let prices = Arc::new(Prices::new(crate::pricing::table::book(
+        config.cloud,
+        &config.region,
+    )));
+    let table_date = crate::pricing::table::table(config.cloud).and_then(|t| t.as_of());
     let tls = config
         .server
         .tls
@@ -85,7 +83,13 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
             .unwrap_or(NonZeroU32::MIN),
         burst: NonZeroU32::new(config.server.cloud_call_burst).unwrap_or(NonZeroU32::MIN),
     };
-    let fleet = Fleet::new(cloud, clock, metrics.clone(), specs, rate);
+    let fleet = Fleet::new(cloud, clock, metrics.clone(), prices.clone(), specs, rate);
+    if let Some(t) = table_date {
+        metrics.prices_as_of(unix_seconds(t));
+    }
+    if let Err(e) = fleet.refresh_prices().await {
+        tracing::warn!(error = %e, "no live prices from the cloud; serving the offline price table");
+    }
     if let Err(e) = fleet.sync().await {
         tracing::warn!(error = %e, "first sync with the cloud failed; not ready until one succeeds");
     }
@@ -159,6 +163,11 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
             config.server.sync_interval,
             cancel.clone(),
         )),
+        tokio::spawn(price_loop(
+            fleet.clone(),
+            config.server.price_refresh_interval,
+            cancel.clone(),
+        )),
     ];
     tracing::info!(%grpc_addr, %http_addr, groups = fleet.specs().len(), "gpupool serving");
     Ok(Server {
@@ -186,6 +195,28 @@ async fn sync_loop(fleet: Arc<Fleet>, every: Duration, cancel: CancellationToken
             }
         }
     }
+}
+
+/// Keeps prices fresh; a failed refresh keeps the last good prices.
+async fn price_loop(fleet: Arc<Fleet>, every: Duration, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = fleet.refresh_prices().await {
+                    tracing::warn!(error = %e, "price refresh failed; keeping the last good prices");
+                }
+            }
+        }
+    }
+}
+
+fn unix_seconds(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Server {

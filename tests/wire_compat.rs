@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use gpupool::proto::*;
-use k8s_pb::api::core::v1::{Container, Node, Pod, PodSpec, ResourceRequirements};
+use k8s_pb::api::core::v1::{Container, Node, Pod, PodSpec, ResourceRequirements, Toleration};
 use k8s_pb::apimachinery::pkg::api::resource::Quantity;
 use prost::Message;
 use std::collections::BTreeMap;
@@ -122,6 +122,12 @@ fn pod(gpus: u32) -> Pod {
                     limits: BTreeMap::from([("nvidia.com/gpu".to_string(), q(&gpus.to_string()))]),
                     ..Default::default()
                 }),
+                ..Default::default()
+            }],
+            // The H100 group is tainted for GPU pods.
+            tolerations: vec![Toleration {
+                key: Some("nvidia.com/gpu".into()),
+                operator: Some("Exists".into()),
                 ..Default::default()
             }],
             ..Default::default()

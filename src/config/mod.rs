@@ -127,6 +127,10 @@ pub struct ServerConfig {
     /// How often the fleet is synced with the cloud when CA does not call Refresh.
     #[serde(with = "humantime_serde")]
     pub sync_interval: Duration,
+    /// How often live prices are fetched from the cloud's pricing APIs; the
+    /// last good prices are kept when a refresh fails.
+    #[serde(with = "humantime_serde")]
+    pub price_refresh_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -140,6 +144,7 @@ impl Default for ServerConfig {
             cloud_call_burst: 20,
             refresh_timeout: Duration::from_secs(3),
             sync_interval: Duration::from_secs(30),
+            price_refresh_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -284,6 +289,34 @@ impl Config {
                 "server.cloud_calls_per_second",
                 "rate and burst must be at least 1",
             ));
+        }
+        for (field, value, least) in [
+            (
+                "server.refresh_timeout",
+                self.server.refresh_timeout,
+                Duration::from_millis(1),
+            ),
+            (
+                "server.sync_interval",
+                self.server.sync_interval,
+                Duration::from_secs(1),
+            ),
+            (
+                "server.price_refresh_interval",
+                self.server.price_refresh_interval,
+                Duration::from_secs(60),
+            ),
+        ] {
+            if value < least {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!(
+                        "{} is too short: at least {}",
+                        humantime::format_duration(value),
+                        humantime::format_duration(least)
+                    ),
+                ));
+            }
         }
         if self.node_groups.is_empty() {
             return Err(ConfigError::invalid(

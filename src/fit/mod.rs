@@ -10,6 +10,7 @@
 
 pub mod claims;
 mod node;
+pub mod pb;
 pub mod requests;
 mod selector;
 

@@ -510,6 +510,7 @@ impl GroupState {
             zones: self.spec.zones.clone(),
             purchase: self.spec.purchase,
             count,
+            max_spot_price: None,
         }
     }
 }

@@ -16,6 +16,7 @@ pub use snapshot::{GroupView, InstanceView, NodeState, Snapshot};
 
 use crate::config::GroupSpec;
 use crate::metrics::Metrics;
+use crate::pricing::{PriceBook, Prices};
 use arc_swap::ArcSwap;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use gpupool_cloud::{Clock, Cloud, CloudError, GroupId, RequestId};
@@ -30,6 +31,7 @@ pub struct Fleet {
     cloud: Arc<dyn Cloud>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    prices: Arc<Prices>,
     specs: Vec<Arc<GroupSpec>>,
     index: HashMap<GroupId, usize>,
     state: Mutex<Inner>,
@@ -43,6 +45,8 @@ pub struct Fleet {
 struct Inner {
     groups: Vec<GroupState>,
     synced_at: Option<SystemTime>,
+    /// Hourly cost of each group's instances, for the metrics.
+    costs: Vec<f64>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -66,6 +70,7 @@ impl Fleet {
         cloud: Arc<dyn Cloud>,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
+        prices: Arc<Prices>,
         specs: Vec<GroupSpec>,
         rate: RateLimit,
     ) -> Arc<Self> {
@@ -80,15 +85,18 @@ impl Fleet {
             .map(|s| GroupState::new(s.clone(), cloud.provider_name()))
             .collect();
         let snapshot = Snapshot::build(&groups, None);
+        let costs = vec![0.0; specs.len()];
         Arc::new(Self {
             cloud,
             clock,
             metrics,
+            prices,
             specs,
             index,
             state: Mutex::new(Inner {
                 groups,
                 synced_at: None,
+                costs,
             }),
             snapshot: ArcSwap::from_pointee(snapshot),
             limiter: RateLimiter::direct(
@@ -194,7 +202,7 @@ impl Fleet {
                 .map(|(i, listed)| (i, inner.groups[i].reconcile(listed, now)))
                 .collect();
             inner.synced_at = Some(now);
-            self.publish(&inner, 0..self.specs.len());
+            self.publish(&mut inner, 0..self.specs.len());
             work
         };
         self.metrics.synced(unix_seconds(now), unmanaged);
@@ -227,6 +235,48 @@ impl Fleet {
         }
     }
 
+    /// The prices the fleet buys and reports costs by.
+    pub fn prices(&self) -> &Arc<Prices> {
+        &self.prices
+    }
+
+    /// Recomputes every group's cost after the prices changed.
+    pub fn reprice(&self) {
+        let mut inner = self.lock();
+        let book = self.prices.load();
+        let snapshot = self.snapshot.load();
+        for (i, g) in snapshot.groups.iter().enumerate() {
+            inner.costs[i] = group_cost(&book, g);
+        }
+        self.publish_costs(&inner);
+    }
+
+    /// Fetches live prices from the cloud (rate-limited like every cloud
+    /// call) and folds them in from now on; on failure the last good prices
+    /// stay in use.
+    pub async fn refresh_prices(&self) -> Result<usize, CloudError> {
+        self.limiter.until_ready().await;
+        let result = self.cloud.prices().await;
+        self.metrics.price_refresh(result.is_ok());
+        let prices = result?;
+        if !prices.is_empty() {
+            let now = self.clock.now();
+            self.prices.update(&prices, now);
+            self.metrics.prices_as_of(unix_seconds(now));
+            self.reprice();
+        }
+        Ok(prices.len())
+    }
+
+    fn publish_costs(&self, inner: &Inner) {
+        self.metrics.set_costs(
+            self.specs
+                .iter()
+                .map(|s| s.id.as_str())
+                .zip(inner.costs.iter().copied()),
+        );
+    }
+
     /// Changes one group and publishes it; a refused change publishes nothing.
     fn change<T>(
         &self,
@@ -235,22 +285,25 @@ impl Fleet {
     ) -> Result<T, FleetError> {
         let mut inner = self.lock();
         let out = f(&mut inner.groups[index])?;
-        self.publish(&inner, [index]);
+        self.publish(&mut inner, [index]);
         Ok(out)
     }
 
     /// Publishes the next snapshot with `changed` groups rebuilt. Runs under
     /// the state lock, so snapshots are published in the order of the changes.
-    fn publish(&self, inner: &Inner, changed: impl IntoIterator<Item = usize> + Clone) {
+    fn publish(&self, inner: &mut Inner, changed: impl IntoIterator<Item = usize> + Clone) {
         let snapshot = self
             .snapshot
             .load()
             .with(&inner.groups, changed.clone(), inner.synced_at);
+        let book = self.prices.load();
         for index in changed {
-            let counts = snapshot.groups[index].counts;
+            let view = &snapshot.groups[index];
             self.metrics
-                .set_group(self.specs[index].id.as_str(), counts);
+                .set_group(self.specs[index].id.as_str(), view.counts);
+            inner.costs[index] = group_cost(&book, view);
         }
+        self.publish_costs(inner);
         self.snapshot.store(Arc::new(snapshot));
     }
 
@@ -271,8 +324,24 @@ impl Fleet {
         self.limiter.until_ready().await;
         match work {
             Work::Create(request) => {
-                let result = self.cloud.create_instances(&request).await;
-                self.metrics.cloud_call("create_instances", result.is_ok());
+                let book = self.prices.load();
+                let result =
+                    match crate::pricing::cap::apply(&book, &self.specs[index], request.clone()) {
+                        Ok(capped) => {
+                            let result = self.cloud.create_instances(&capped).await;
+                            self.metrics.cloud_call("create_instances", result.is_ok());
+                            result
+                        }
+                        // Refused before asking the cloud: reported like the cloud's
+                        // own out-of-capacity answer, so CA tries another group.
+                        Err(error) => Ok(gpupool_cloud::CreateOutcome {
+                            created: Vec::new(),
+                            failed: Some(gpupool_cloud::CreateFailure {
+                                count: request.count,
+                                error,
+                            }),
+                        }),
+                    };
                 match &result {
                     Ok(outcome) => tracing::info!(
                         group = %request.group,
@@ -289,7 +358,7 @@ impl Fleet {
                 let follow_up = {
                     let mut inner = self.lock();
                     let w = inner.groups[index].create_finished(&request.request_id, result);
-                    self.publish(&inner, [index]);
+                    self.publish(&mut inner, [index]);
                     w
                 };
                 self.dispatch(index, follow_up);
@@ -302,10 +371,23 @@ impl Fleet {
                 }
                 let mut inner = self.lock();
                 inner.groups[index].delete_finished(&ids, result.is_ok());
-                self.publish(&inner, [index]);
+                self.publish(&mut inner, [index]);
             }
         }
     }
+}
+
+/// What a group's instances cost per hour (booting and running; not those
+/// being deleted, nor slots the cloud has not filled).
+fn group_cost(book: &PriceBook, view: &GroupView) -> f64 {
+    view.instances
+        .iter()
+        .filter(|i| i.state != NodeState::Deleting)
+        .filter_map(|i| {
+            book.hourly(&i.instance_type, i.capacity_type?, i.zone.as_deref())
+                .ok()
+        })
+        .sum()
 }
 
 fn new_request_id(group: &GroupId) -> RequestId {

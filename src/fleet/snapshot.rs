@@ -21,6 +21,8 @@ pub struct InstanceView {
     pub error: Option<CloudError>,
     pub instance_type: String,
     pub capacity_type: Option<gpupool_cloud::CapacityType>,
+    /// Where a live instance runs.
+    pub zone: Option<String>,
 }
 
 /// One group at one moment.
@@ -61,6 +63,7 @@ impl GroupView {
             error: error.cloned(),
             instance_type: state.spec.instance_type.name.clone(),
             capacity_type: None,
+            zone: None,
         };
         for member in state.members() {
             let iv = match member {
@@ -109,6 +112,7 @@ impl GroupView {
             error: None,
             instance_type: i.instance_type.clone(),
             capacity_type: Some(i.capacity_type),
+            zone: Some(i.zone.clone()),
         }
     }
 }

@@ -41,14 +41,18 @@ fn instant(
 /// One instant as CA may send it: (new Timestamp field, old meta/v1 Time field).
 pub type EitherTime<'a> = (Option<&'a prost_types::Timestamp>, Option<&'a K8sTime>);
 
-/// Hours of the interval a pricing request names, from whichever fields are
-/// set; an interval that ends before it starts is refused.
-pub fn hours(start: EitherTime<'_>, end: EitherTime<'_>) -> Result<f64, Status> {
+/// The interval a pricing request names, from whichever fields are set; an
+/// interval that ends before it starts is refused.
+pub fn interval(
+    start: EitherTime<'_>,
+    end: EitherTime<'_>,
+) -> Result<(SystemTime, SystemTime), Status> {
     let start = instant(start.0, start.1, ("startTimestamp", "startTime"))?;
     let end = instant(end.0, end.1, ("endTimestamp", "endTime"))?;
-    end.duration_since(start)
-        .map(|d| d.as_secs_f64() / 3600.0)
-        .map_err(|_| bad_field("endTimestamp", "is before startTimestamp"))
+    if end < start {
+        return Err(bad_field("endTimestamp", "is before startTimestamp"));
+    }
+    Ok((start, end))
 }
 
 pub fn instance(view: &InstanceView) -> proto::Instance {

@@ -6,10 +6,10 @@ pub mod status;
 
 pub use convert::{OTHER_ERROR_CLASS, OUT_OF_RESOURCES_CLASS};
 
-use crate::config::{GroupSpec, OptionsMode};
+use crate::config::OptionsMode;
 use crate::fleet::{Fleet, NodeRef};
 use crate::metrics::{Metrics, Rpc};
-use crate::pricing::{self, PriceBook};
+use crate::pricing::{self, PricedGroup, Prices};
 use crate::proto::cloud_provider_server::CloudProvider;
 use crate::proto::*;
 use crate::template::{Template, TemplateContext};
@@ -39,11 +39,11 @@ struct GroupCard {
 pub struct Service {
     fleet: Arc<Fleet>,
     cards: Vec<GroupCard>,
-    /// (spec, template) per group, for pod pricing.
-    fits: Vec<(Arc<GroupSpec>, Arc<Template>)>,
+    /// Each group with its template node, for pod pricing.
+    priced: Vec<PricedGroup>,
     settings: ServiceSettings,
     gpu_types: HashMap<String, prost_types::Any>,
-    prices: PriceBook,
+    prices: Arc<Prices>,
     metrics: Arc<Metrics>,
 }
 
@@ -51,7 +51,7 @@ impl Service {
     pub fn new(
         fleet: Arc<Fleet>,
         settings: ServiceSettings,
-        prices: PriceBook,
+        prices: Arc<Prices>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let cx = TemplateContext {
@@ -82,16 +82,19 @@ impl Service {
             .filter_map(|c| c.template.gpu_type.clone())
             .map(|t| (t, prost_types::Any::default()))
             .collect();
-        let fits = fleet
+        let priced = fleet
             .specs()
             .iter()
-            .cloned()
-            .zip(cards.iter().map(|c| c.template.clone()))
+            .zip(&cards)
+            .map(|(spec, card)| PricedGroup {
+                spec: spec.clone(),
+                node: crate::fit::NodeShape::new(&card.template.node, &card.template.slices()),
+            })
             .collect();
         Self {
             fleet,
             cards,
-            fits,
+            priced,
             settings,
             gpu_types,
             prices,
@@ -171,12 +174,12 @@ impl CloudProvider for Service {
                 .node
                 .as_ref()
                 .ok_or_else(|| bad_field("node", "missing"))?;
-            let hours = convert::hours(
+            let (start, end) = convert::interval(
                 (r.start_timestamp.as_ref(), r.start_time.as_ref()),
                 (r.end_timestamp.as_ref(), r.end_time.as_ref()),
             )?;
-            let hourly = pricing::node_hourly(
-                &self.prices,
+            let price = pricing::node_cost(
+                &self.prices.load(),
                 self.fleet.specs(),
                 &self.fleet.snapshot(),
                 pricing::NodeRef {
@@ -184,10 +187,10 @@ impl CloudProvider for Service {
                     provider_id: &node.provider_id,
                     labels: &node.labels,
                 },
+                start,
+                end,
             )?;
-            Ok(PricingNodePriceResponse {
-                price: hourly * hours,
-            })
+            Ok(PricingNodePriceResponse { price })
         })
         .await
     }
@@ -209,13 +212,13 @@ impl CloudProvider for Service {
                     "missing (neither pod_bytes nor pod is set)",
                 ));
             }
-            let hours = convert::hours(
+            let (start, end) = convert::interval(
                 (r.start_timestamp.as_ref(), r.start_time.as_ref()),
                 (r.end_timestamp.as_ref(), r.end_time.as_ref()),
             )?;
-            let pod = pricing::pod_requests(bytes)?;
+            let pod = pricing::pod::decode(bytes)?;
             Ok(PricingPodPriceResponse {
-                price: pricing::pod_hourly(&self.prices, &self.fits, &pod) * hours,
+                price: pricing::pod_cost(&self.prices.load(), &self.priced, &pod, start, end),
             })
         })
         .await

@@ -71,6 +71,14 @@ impl Template {
         }
     }
 
+    /// The ResourceSlices, decoded.
+    pub fn slices(&self) -> Vec<k8s_pb::api::resource::v1::ResourceSlice> {
+        self.resource_slices
+            .iter()
+            .filter_map(|b| prost::Message::decode(b.as_slice()).ok())
+            .collect()
+    }
+
     /// A resource's allocatable amount, in its base unit (cores, bytes, count).
     pub fn allocatable(&self, resource: &str) -> f64 {
         self.node

@@ -161,6 +161,10 @@ pub struct CreateRequest {
     pub zones: Vec<String>,
     pub purchase: PurchaseOption,
     pub count: u32,
+    /// The most to pay per hour for a spot instance (the bid cap, where the
+    /// cloud has one); `None`: up to the on-demand price.
+    #[serde(default)]
+    pub max_spot_price: Option<f64>,
 }
 
 /// What a creation request achieved.

@@ -130,12 +130,25 @@ impl Fleet {
         let mut created = Vec::new();
         let mut short = 0u32;
         let mut usage = self.zone_usage(request);
+        // A bid cap below the spot price buys no spot instance (AWS answers
+        // `SpotMaxPriceTooLow`; the on-demand fallback still runs).
+        let bid_too_low = request
+            .max_spot_price
+            .is_some_and(|cap| cap < ty.spot_usd_per_hour);
+        let spot = |usage: &_| {
+            if bid_too_low {
+                None
+            } else {
+                spot_zone(request, ty, config, usage)
+            }
+        };
         for _ in 0..request.count {
             let placed = match request.purchase {
                 PurchaseOption::OnDemand => on_demand_zone(request, &usage),
-                PurchaseOption::Spot => spot_zone(request, ty, config, &usage),
-                PurchaseOption::SpotThenOnDemand => spot_zone(request, ty, config, &usage)
-                    .or_else(|| on_demand_zone(request, &usage)),
+                PurchaseOption::Spot => spot(&usage),
+                PurchaseOption::SpotThenOnDemand => {
+                    spot(&usage).or_else(|| on_demand_zone(request, &usage))
+                }
             };
             let Some((zone, capacity_type)) = placed else {
                 short += 1;
@@ -150,13 +163,22 @@ impl Fleet {
         }
         let failed = (short > 0).then(|| CreateFailure {
             count: short,
-            error: CloudError::out_of_resources(
-                "InsufficientSpotCapacity",
-                format!(
-                    "no spot capacity left for {} in zones {:?} ({} of {} not created)",
-                    request.instance_type, request.zones, short, request.count
+            error: match request.max_spot_price {
+                Some(cap) if bid_too_low => CloudError::out_of_resources(
+                    "SpotMaxPriceTooLow",
+                    format!(
+                        "your max price ${cap:.4}/h is below the spot price ${:.4}/h of {} ({} of {} not created)",
+                        ty.spot_usd_per_hour, request.instance_type, short, request.count
+                    ),
                 ),
-            ),
+                _ => CloudError::out_of_resources(
+                    "InsufficientSpotCapacity",
+                    format!(
+                        "no spot capacity left for {} in zones {:?} ({} of {} not created)",
+                        request.instance_type, request.zones, short, request.count
+                    ),
+                ),
+            },
         });
         self.requests.insert(
             request.request_id.clone(),

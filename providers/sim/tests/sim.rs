@@ -26,6 +26,7 @@ fn request(id: &str, ty: &str, purchase: PurchaseOption, count: u32) -> CreateRe
         zones: vec!["sim-east-1a".into(), "sim-east-1b".into()],
         purchase,
         count,
+        max_spot_price: None,
     }
 }
 
@@ -176,6 +177,56 @@ async fn a_repeated_request_id_creates_nothing_new() {
     let second = cloud.create_instances(&req).await.unwrap();
     assert_eq!(first.created, second.created);
     assert_eq!(cloud.list_instances().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_bid_cap_below_the_spot_price_buys_no_spot() {
+    let cloud = SimCloud::new(config(), Arc::new(clock())).unwrap();
+    // gpu-1x-l40s: spot $0.90/h, on-demand $2.24/h.
+    let capped = |id: &str, purchase, cap| CreateRequest {
+        max_spot_price: Some(cap),
+        ..request(id, "gpu-1x-l40s", purchase, 2)
+    };
+    let low = cloud
+        .create_instances(&capped("low", PurchaseOption::Spot, 0.50))
+        .await
+        .unwrap();
+    assert!(low.created.is_empty());
+    let failed = low.failed.unwrap();
+    assert_eq!(
+        (failed.count, failed.error.class),
+        (2, ErrorClass::OutOfResources)
+    );
+    assert_eq!(failed.error.code, "SpotMaxPriceTooLow");
+    assert!(
+        failed
+            .error
+            .message
+            .contains("$0.5000/h is below the spot price $0.9000/h")
+    );
+
+    // At or above the spot price it buys; spot-then-on-demand falls back.
+    let ok = cloud
+        .create_instances(&capped("ok", PurchaseOption::Spot, 0.90))
+        .await
+        .unwrap();
+    assert_eq!(ok.created.len(), 2);
+    assert!(
+        ok.created
+            .iter()
+            .all(|i| i.capacity_type == CapacityType::Spot)
+    );
+    let fallback = cloud
+        .create_instances(&capped("fb", PurchaseOption::SpotThenOnDemand, 0.50))
+        .await
+        .unwrap();
+    assert!(fallback.failed.is_none());
+    assert!(
+        fallback
+            .created
+            .iter()
+            .all(|i| i.capacity_type == CapacityType::OnDemand)
+    );
 }
 
 #[tokio::test]

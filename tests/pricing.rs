@@ -1,0 +1,232 @@
+//! Prices over the wire: the per-group price cap when buying, cost metrics,
+//! and live price refreshes (prorated across a change; a failed refresh keeps
+//! the last good prices).
+
+mod common;
+
+use common::*;
+use gpupool::proto::*;
+use gpupool::server::{self, Backend};
+use gpupool_cloud::{
+    Cloud, CloudError, CreateOutcome, CreateRequest, Instance, InstanceId, InstanceType,
+    ManualClock, Price,
+};
+use gpupool_sim::SimCloud;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-6
+}
+
+/// The gauge's value in a Prometheus text exposition.
+fn gauge(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+// gpu-1x-l4: on-demand $0.98/h, spot $0.39/h.
+const CAPPED: &str = "
+  - id: l4-capped
+    min_size: 0
+    max_size: 10
+    instance_type: gpu-1x-l4
+    annotations: { gpupool.dev/max-hourly-price: \"0.50\" }
+  - id: l4-fallback
+    min_size: 0
+    max_size: 10
+    instance_type: gpu-1x-l4
+    capacity_type: spot-then-on-demand
+    annotations: { gpupool.dev/max-hourly-price: \"0.50\" }
+  - id: l4
+    min_size: 0
+    max_size: 10
+    instance_type: gpu-1x-l4
+";
+
+#[tokio::test]
+async fn a_group_never_buys_above_its_price_cap_and_costs_are_exported() {
+    let mut h = Harness::start(&config_yaml(CAPPED, "")).await;
+    for g in ["l4-capped", "l4-fallback", "l4"] {
+        h.increase(g, 2).await.unwrap();
+    }
+    h.settle().await;
+    h.refresh().await;
+
+    // On-demand above the cap: refused as out of resources, so CA backs off
+    // to another group, and the cloud was never asked.
+    let capped = h.nodes("l4-capped").await;
+    assert_eq!(capped.len(), 2);
+    for i in &capped {
+        let e = error_of(i).expect("a failed creation");
+        assert_eq!(
+            e.instance_error_class,
+            gpupool::grpc::OUT_OF_RESOURCES_CLASS
+        );
+        assert_eq!(e.error_code, "PriceCapExceeded");
+        assert_eq!(
+            e.error_message,
+            "on-demand price $0.9800/h of gpu-1x-l4 is above the group's gpupool.dev/max-hourly-price $0.5000/h"
+        );
+    }
+    // Spot-then-on-demand under a cap between the two buys spot only.
+    let spot: Vec<_> = h
+        .sim
+        .list_instances()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.group.as_str() == "l4-fallback")
+        .collect();
+    assert_eq!(spot.len(), 2);
+    assert!(
+        spot.iter()
+            .all(|i| i.capacity_type == gpupool_cloud::CapacityType::Spot)
+    );
+
+    let (_, metrics) = http(h.server.http_addr, "GET", "/metrics").await;
+    let cost = |g: &str| {
+        gauge(
+            &metrics,
+            &format!("gpupool_node_group_hourly_cost_usd{{group=\"{g}\"}}"),
+        )
+    };
+    assert!(close(cost("l4-capped"), 0.0));
+    assert!(close(cost("l4-fallback"), 2.0 * 0.39));
+    assert!(close(cost("l4"), 2.0 * 0.98));
+    assert!(close(
+        gauge(&metrics, "gpupool_hourly_cost_usd"),
+        2.0 * 0.39 + 2.0 * 0.98
+    ));
+    h.stop().await;
+}
+
+/// The simulated cloud whose price list can be scaled, or made to fail.
+#[derive(Debug)]
+struct Repriced {
+    sim: Arc<SimCloud>,
+    /// `None`: the pricing API is throttling.
+    factor: Mutex<Option<f64>>,
+}
+
+#[async_trait::async_trait]
+impl Cloud for Repriced {
+    fn provider_name(&self) -> &str {
+        self.sim.provider_name()
+    }
+    fn region(&self) -> &str {
+        self.sim.region()
+    }
+    async fn zones(&self) -> Result<Vec<String>, CloudError> {
+        self.sim.zones().await
+    }
+    async fn list_instances(&self) -> Result<Vec<Instance>, CloudError> {
+        self.sim.list_instances().await
+    }
+    async fn create_instances(&self, r: &CreateRequest) -> Result<CreateOutcome, CloudError> {
+        self.sim.create_instances(r).await
+    }
+    async fn delete_instances(&self, ids: &[InstanceId]) -> Result<(), CloudError> {
+        self.sim.delete_instances(ids).await
+    }
+    async fn instance_types(&self) -> Result<Vec<InstanceType>, CloudError> {
+        self.sim.instance_types().await
+    }
+    async fn prices(&self) -> Result<Vec<Price>, CloudError> {
+        let factor = *self.factor.lock().unwrap();
+        let Some(factor) = factor else {
+            return Err(CloudError::throttled(
+                "ThrottlingException",
+                "Rate exceeded",
+            ));
+        };
+        let mut prices = self.sim.prices().await?;
+        for p in &mut prices {
+            p.usd_per_hour *= factor;
+        }
+        Ok(prices)
+    }
+}
+
+#[tokio::test]
+async fn live_prices_are_prorated_across_a_change_and_a_failed_refresh_keeps_the_last_good() {
+    let yaml = config_yaml(
+        "  - id: l4\n    min_size: 0\n    max_size: 10\n    instance_type: gpu-1x-l4\n",
+        "",
+    );
+    let config = gpupool::config::Config::from_yaml(&yaml).unwrap();
+    let clock = ManualClock::new(t0());
+    let sim = Arc::new(SimCloud::new(config.sim.clone(), Arc::new(clock.clone())).unwrap());
+    let cloud = Arc::new(Repriced {
+        sim,
+        factor: Mutex::new(Some(1.0)),
+    });
+    let backend = Backend {
+        cloud: cloud.clone(),
+        clock: Arc::new(clock.clone()),
+        extra_routes: None,
+    };
+    let server = server::start(&config, backend).await.unwrap();
+    let mut client = connect(server.grpc_addr).await;
+    let two_hours = || PricingNodePriceRequest {
+        node: Some(ExternalGrpcNode {
+            name: "template-node-for-l4-x7k2q".into(),
+            ..Default::default()
+        }),
+        start_timestamp: Some(t0().into()),
+        end_timestamp: Some((t0() + Duration::from_secs(7200)).into()),
+        ..Default::default()
+    };
+    let price = client
+        .pricing_node_price(two_hours())
+        .await
+        .unwrap()
+        .into_inner()
+        .price;
+    assert!(close(price, 2.0 * 0.98), "{price}");
+
+    // An hour in, the price doubles: the first hour at the old price, the
+    // second at the new one.
+    clock.advance(Duration::from_secs(3600));
+    *cloud.factor.lock().unwrap() = Some(2.0);
+    server.fleet.refresh_prices().await.unwrap();
+    let price = client
+        .pricing_node_price(two_hours())
+        .await
+        .unwrap()
+        .into_inner()
+        .price;
+    assert!(close(price, 0.98 + 2.0 * 0.98), "{price}");
+
+    // The pricing API throttles: the last good prices stay.
+    clock.advance(Duration::from_secs(3600));
+    *cloud.factor.lock().unwrap() = None;
+    let err = server.fleet.refresh_prices().await.unwrap_err();
+    assert_eq!(err.code, "ThrottlingException");
+    let price = client
+        .pricing_node_price(two_hours())
+        .await
+        .unwrap()
+        .into_inner()
+        .price;
+    assert!(close(price, 0.98 + 2.0 * 0.98), "{price}");
+
+    let (_, metrics) = http(server.http_addr, "GET", "/metrics").await;
+    assert!(
+        metrics.contains("gpupool_price_refreshes_total{operation=\"prices\",outcome=\"error\"} 1")
+    );
+    assert!(
+        metrics.contains("gpupool_price_refreshes_total{operation=\"prices\",outcome=\"ok\"} 2")
+    );
+    let as_of = gauge(&metrics, "gpupool_prices_timestamp_seconds");
+    let refreshed = (t0() + Duration::from_secs(3600))
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(close(as_of, refreshed), "the last good refresh: {as_of}");
+    server.shutdown().await;
+}
