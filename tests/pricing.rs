@@ -230,3 +230,65 @@ async fn live_prices_are_prorated_across_a_change_and_a_failed_refresh_keeps_the
     assert!(close(as_of, refreshed), "the last good refresh: {as_of}");
     server.shutdown().await;
 }
+
+#[test]
+fn gpupool_prices_prints_the_table_per_instance_and_per_gpu() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gpupool"))
+            .arg("prices")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--cloud", "aws", "--region", "us-west-2", "--gpu", "h100"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<_> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "CLOUD",
+            "REGION",
+            "INSTANCE-TYPE",
+            "GPUS",
+            "GPU",
+            "$/H",
+            "SPOT",
+            "$/H",
+            "$/GPU-H",
+            "SPOT",
+            "$/GPU-H",
+            "SPOT",
+            "SAVES"
+        ]
+    );
+    let table = gpupool::pricing::table::table(gpupool::config::CloudKind::Aws).unwrap();
+    let p5 = table
+        .prices
+        .iter()
+        .find(|r| r.instance_type == "p5.48xlarge" && r.region == "us-west-2")
+        .unwrap();
+    let row: Vec<_> = lines
+        .find(|l| l.contains("p5.48xlarge"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[..5], ["aws", "us-west-2", "p5.48xlarge", "8", "H100"]);
+    assert_eq!(row[5], format!("{:.3}", p5.on_demand));
+    assert_eq!(row[7], format!("{:.3}", p5.on_demand / 8.0));
+    assert!(
+        text.lines()
+            .all(|l| !l.starts_with("gcp") && !l.starts_with("azure"))
+    );
+    assert!(text.contains("# aws: figures as of "), "{text}");
+    assert!(text.contains("https://github.com/skypilot-org/skypilot-catalog/blob/"));
+
+    let out = run(&["--gpu", "Z9000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no prices match the filters"));
+}

@@ -48,7 +48,8 @@ async fn collect(client: &mut CloudProviderClient<Channel>) -> anyhow::Result<St
             "$/NODE-HOUR",
             "$/HOUR",
         ]
-        .map(String::from),
+        .map(String::from)
+        .to_vec(),
     ];
     for g in groups {
         let target = client
@@ -91,41 +92,21 @@ async fn collect(client: &mut CloudProviderClient<Channel>) -> anyhow::Result<St
             .map(|r| r.into_inner().price)
             .ok();
         let money = |p: Option<f64>| p.map_or("-".to_owned(), |p| format!("{p:.2}"));
-        rows.push([
-            g.id,
-            g.min_size.to_string(),
-            g.max_size.to_string(),
-            target.to_string(),
-            ready.to_string(),
-            creating.to_string(),
-            failed.to_string(),
-            deleting.to_string(),
-            money(price),
-            money(price.map(|p| p * f64::from(ready + creating))),
-        ]);
+        rows.push(
+            [
+                g.id,
+                g.min_size.to_string(),
+                g.max_size.to_string(),
+                target.to_string(),
+                ready.to_string(),
+                creating.to_string(),
+                failed.to_string(),
+                deleting.to_string(),
+                money(price),
+                money(price.map(|p| p * f64::from(ready + creating))),
+            ]
+            .to_vec(),
+        );
     }
-    Ok(render(&rows))
-}
-
-fn render(rows: &[[String; 10]]) -> String {
-    let widths: Vec<usize> = (0..10)
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(c, v)| {
-                if c == 0 {
-                    format!("{v:<w$}", w = widths[c])
-                } else {
-                    format!("{v:>w$}", w = widths[c])
-                }
-            })
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    Ok(super::table(&rows))
 }

@@ -4,6 +4,7 @@ mod check;
 mod client;
 mod explain;
 mod groups;
+mod prices;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ enum Command {
     /// For each node group: would a new node fit the pod, and if not, why.
     /// Exits 0 if every workload fits some group, 2 if one fits none
     ExplainPod(explain::Args),
+    /// Print the built-in price table: per instance and per GPU, on-demand and spot
+    Prices(prices::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -40,6 +43,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig(args) => check::run(args).map(|()| ExitCode::SUCCESS),
         Command::Groups(args) => groups::run(args).map(|()| ExitCode::SUCCESS),
         Command::ExplainPod(args) => explain::run(args),
+        Command::Prices(args) => prices::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -58,4 +62,35 @@ fn emit(text: &str) -> anyhow::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
+}
+
+/// Rows as aligned columns: the first left-aligned, the rest right-aligned.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|v| v.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, v)| {
+                if c == 0 {
+                    format!("{v:<w$}", w = widths[c])
+                } else {
+                    format!("{v:>w$}", w = widths[c])
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }

@@ -173,7 +173,7 @@ fn groups() -> Vec<PricedGroup> {
         .collect()
 }
 
-/// The sim's prices (on-demand, spot): H100 8× 55.04/22.02, A100 80 GB
+/// Prices for these tests (on-demand, spot): H100 8× 55.04/22.02, A100 80 GB
 /// 8× 40.97/16.39, cpu-16x 0.77/0.31.
 fn book() -> PriceBook {
     let mut prices = Vec::new();
