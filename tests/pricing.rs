@@ -292,3 +292,74 @@ fn gpupool_prices_prints_the_table_per_instance_and_per_gpu() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no prices match the filters"));
 }
+
+/// `gpupool prices --live` asks the cloud's pricing API: here Azure's Retail
+/// Prices API, answered by a local server with a recorded page.
+#[cfg(feature = "azure")]
+#[tokio::test]
+async fn gpupool_prices_live_asks_the_pricing_api() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/api/retail/prices",
+        axum::routing::get(|| async {
+            (
+                [("content-type", "application/json")],
+                include_str!("../providers/azure/tests/recorded/retail-prices-page2.json"),
+            )
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let endpoint = format!("http://{addr}");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gpupool"))
+            .args(["prices", "--live", "--cloud", "azure", "--region", "eastus"])
+            .args(["--endpoint", &endpoint])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row: Vec<_> = text
+        .lines()
+        .find(|l| l.contains("Standard_NC24ads_A100_v4"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row,
+        [
+            "azure",
+            "eastus",
+            "Standard_NC24ads_A100_v4",
+            "1",
+            "A100",
+            "3.673",
+            "0.735",
+            "3.673",
+            "0.735",
+            "80%"
+        ]
+    );
+    assert!(
+        text.contains("# azure: live from the Azure Retail Prices API (http://"),
+        "{text}"
+    );
+}
+
+#[cfg(not(feature = "azure"))]
+#[test]
+fn gpupool_prices_live_names_the_missing_feature() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpupool"))
+        .args(["prices", "--live", "--cloud", "azure", "--region", "eastus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("build gpupool with `--features azure`"));
+}

@@ -4,6 +4,7 @@ mod check;
 mod client;
 mod explain;
 mod groups;
+mod live_prices;
 mod prices;
 mod serve;
 

@@ -39,6 +39,13 @@ pub struct Args {
     /// Order by on-demand price per GPU-hour instead of by instance type
     #[arg(long)]
     by_gpu_price: bool,
+    /// Ask the cloud's pricing API now instead of the built-in table (one
+    /// --cloud and a --region; the cloud's feature must be built in)
+    #[arg(long, requires = "region")]
+    live: bool,
+    /// The pricing API's address (tests, proxies)
+    #[arg(long, requires = "live", hide = true)]
+    endpoint: Option<String>,
 }
 
 /// One line of the table.
@@ -60,7 +67,40 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut lines = Vec::new();
     let mut sources = Vec::new();
-    for cloud in clouds {
+    if args.live {
+        let [cloud] = clouds[..] else {
+            anyhow::bail!("--live asks one cloud: give exactly one --cloud");
+        };
+        let region = args.region.clone().unwrap_or_default();
+        let (prices, source) =
+            super::live_prices::fetch(cloud.kind(), &region, args.endpoint.as_deref())?;
+        let types = catalog::builtin(cloud.kind());
+        let mut by_type: std::collections::BTreeMap<&str, (Option<f64>, Option<f64>)> =
+            std::collections::BTreeMap::new();
+        for p in &prices {
+            let e = by_type.entry(p.instance_type.as_str()).or_default();
+            match p.capacity_type {
+                gpupool_cloud::CapacityType::OnDemand => e.0 = Some(p.usd_per_hour),
+                gpupool_cloud::CapacityType::Spot => e.1 = Some(p.usd_per_hour),
+            }
+        }
+        for ty in &types {
+            let Some((Some(on_demand), spot)) = by_type.get(ty.name.as_str()).copied() else {
+                continue;
+            };
+            lines.push(Line {
+                cloud: cloud.kind().as_str(),
+                region: region.clone(),
+                instance_type: ty.name.clone(),
+                gpus: ty.gpu.as_ref().map_or(0, |g| g.count),
+                model: ty.gpu.as_ref().map_or(String::new(), |g| g.model.clone()),
+                on_demand,
+                spot,
+            });
+        }
+        sources.push((cloud.kind().as_str(), source));
+    }
+    for cloud in clouds.into_iter().filter(|_| !args.live) {
         let kind = cloud.kind();
         if kind == CloudKind::Sim {
             for t in gpupool_sim::catalog::builtin() {

@@ -17,6 +17,17 @@ pub use types::{
     InstanceState, InstanceType, Price, PurchaseOption,
 };
 
+/// A cloud's pricing API: current list prices of instance types in a region,
+/// on-demand and spot. Implemented in each cloud's crate; the engine refreshes
+/// its price book from it.
+#[async_trait::async_trait]
+pub trait PriceSource: Send + Sync + std::fmt::Debug {
+    /// Current hourly USD prices of `instance_types` (all the source knows of
+    /// when empty). A malformed or throttled answer is an error, never a
+    /// partial table.
+    async fn prices(&self, instance_types: &[String]) -> Result<Vec<Price>, CloudError>;
+}
+
 /// A cloud that can run instances for gpupool's node groups.
 ///
 /// # Contract

@@ -1,0 +1,41 @@
+//! Live prices from a cloud's pricing API, for `gpupool prices --live`: the
+//! refreshers of the cloud crates built into this binary.
+
+use gpupool::config::CloudKind;
+use gpupool_cloud::Price;
+
+/// The prices of every built-in instance type of `cloud` in `region`, and a
+/// line saying where they came from.
+pub fn fetch(
+    cloud: CloudKind,
+    region: &str,
+    endpoint: Option<&str>,
+) -> anyhow::Result<(Vec<Price>, String)> {
+    let types: Vec<String> = gpupool::catalog::builtin(cloud)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let runtime = super::client::runtime()?;
+    match cloud {
+        #[cfg(feature = "azure")]
+        CloudKind::Azure => {
+            use gpupool_cloud::PriceSource;
+            let endpoint = endpoint.unwrap_or(gpupool_azure::pricing::ENDPOINT);
+            let api = gpupool_azure::RetailPrices::new(endpoint, region)?;
+            let prices = runtime.block_on(api.prices(&types))?;
+            let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+            Ok((
+                prices,
+                format!("live from the Azure Retail Prices API ({endpoint}) at {at}"),
+            ))
+        }
+        other => {
+            let _ = (region, endpoint, types, runtime);
+            anyhow::bail!(
+                "this build has no live pricing client for {}: build gpupool with `--features {}`",
+                other.as_str(),
+                other.as_str()
+            )
+        }
+    }
+}
