@@ -253,18 +253,18 @@ impl Metrics {
         }
     }
 
-    /// Hourly cost per group (in config order) and of the pool.
-    pub fn set_costs<'a>(&self, costs: impl IntoIterator<Item = (&'a str, f64)>) {
-        let mut total = 0.0;
-        for (group, cost) in costs {
-            total += cost;
-            self.group_cost
-                .get_or_create(&GroupLabels {
-                    group: group.to_owned(),
-                })
-                .set(cost);
-        }
-        self.pool_cost.set(total);
+    /// What a group's instances cost per hour.
+    pub fn set_group_cost(&self, group: &str, usd_per_hour: f64) {
+        self.group_cost
+            .get_or_create(&GroupLabels {
+                group: group.to_owned(),
+            })
+            .set(usd_per_hour);
+    }
+
+    /// What all groups' instances cost per hour.
+    pub fn set_pool_cost(&self, usd_per_hour: f64) {
+        self.pool_cost.set(usd_per_hour);
     }
 
     pub fn prices_as_of(&self, unix_seconds: f64) {

@@ -158,15 +158,33 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         }),
-        tokio::spawn(sync_loop(
-            fleet.clone(),
-            config.server.sync_interval,
-            cancel.clone(),
-        )),
-        tokio::spawn(price_loop(
-            fleet.clone(),
+        // Keeps the fleet fresh when CA is not calling Refresh (metrics,
+        // `gpupool groups`).
+        tokio::spawn(every(config.server.sync_interval, cancel.clone(), {
+            let fleet = fleet.clone();
+            move || {
+                let fleet = fleet.clone();
+                async move {
+                    if let Err(e) = fleet.sync().await {
+                        tracing::warn!(error = %e, "background sync failed; keeping the last good state");
+                    }
+                }
+            }
+        })),
+        tokio::spawn(every(
             config.server.price_refresh_interval,
             cancel.clone(),
+            {
+                let fleet = fleet.clone();
+                move || {
+                    let fleet = fleet.clone();
+                    async move {
+                        if let Err(e) = fleet.refresh_prices().await {
+                            tracing::warn!(error = %e, "price refresh failed; keeping the last good prices");
+                        }
+                    }
+                }
+            },
         )),
     ];
     tracing::info!(%grpc_addr, %http_addr, groups = fleet.specs().len(), "gpupool serving");
@@ -180,36 +198,20 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
     })
 }
 
-/// Keeps the fleet fresh when CA is not calling Refresh (metrics, `gpupool groups`).
-async fn sync_loop(fleet: Arc<Fleet>, every: Duration, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
+/// Runs `work` every `period` (the first time one period in) until cancelled;
+/// a slow run delays the next instead of piling up.
+async fn every<F, Fut>(period: Duration, cancel: CancellationToken, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tick.tick() => {
-                if let Err(e) = fleet.sync().await {
-                    tracing::warn!(error = %e, "background sync failed; keeping the last good state");
-                }
-            }
-        }
-    }
-}
-
-/// Keeps prices fresh; a failed refresh keeps the last good prices.
-async fn price_loop(fleet: Arc<Fleet>, every: Duration, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {
-                if let Err(e) = fleet.refresh_prices().await {
-                    tracing::warn!(error = %e, "price refresh failed; keeping the last good prices");
-                }
-            }
+            _ = tick.tick() => work().await,
         }
     }
 }

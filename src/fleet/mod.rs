@@ -247,8 +247,10 @@ impl Fleet {
         let snapshot = self.snapshot.load();
         for (i, g) in snapshot.groups.iter().enumerate() {
             inner.costs[i] = group_cost(&book, g);
+            self.metrics
+                .set_group_cost(self.specs[i].id.as_str(), inner.costs[i]);
         }
-        self.publish_costs(&inner);
+        self.metrics.set_pool_cost(inner.costs.iter().sum());
     }
 
     /// Fetches live prices from the cloud (rate-limited like every cloud
@@ -266,15 +268,6 @@ impl Fleet {
             self.reprice();
         }
         Ok(prices.len())
-    }
-
-    fn publish_costs(&self, inner: &Inner) {
-        self.metrics.set_costs(
-            self.specs
-                .iter()
-                .map(|s| s.id.as_str())
-                .zip(inner.costs.iter().copied()),
-        );
     }
 
     /// Changes one group and publishes it; a refused change publishes nothing.
@@ -299,11 +292,14 @@ impl Fleet {
         let book = self.prices.load();
         for index in changed {
             let view = &snapshot.groups[index];
-            self.metrics
-                .set_group(self.specs[index].id.as_str(), view.counts);
+            let id = self.specs[index].id.as_str();
+            self.metrics.set_group(id, view.counts);
             inner.costs[index] = group_cost(&book, view);
+            self.metrics.set_group_cost(id, inner.costs[index]);
         }
-        self.publish_costs(inner);
+        // Only the changed groups' series are touched: a change to one group
+        // costs what that group holds.
+        self.metrics.set_pool_cost(inner.costs.iter().sum());
         self.snapshot.store(Arc::new(snapshot));
     }
 

@@ -99,6 +99,13 @@ fn history_older_than_a_week_is_dropped_but_still_prices_the_horizon() {
         3.0
     ));
     assert!(close(book.hourly("g6", OnDemand, None).unwrap(), 10.0));
+    // Day 1's price is gone: the oldest kept price stands for all before it.
+    let day1 = t(24.0 * 1.5);
+    assert!(close(
+        book.cost("g6", OnDemand, None, day1, day1 + Duration::from_secs(3600))
+            .unwrap(),
+        3.0
+    ));
 }
 
 #[test]

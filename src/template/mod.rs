@@ -78,17 +78,6 @@ impl Template {
             .filter_map(|b| prost::Message::decode(b.as_slice()).ok())
             .collect()
     }
-
-    /// A resource's allocatable amount, in its base unit (cores, bytes, count).
-    pub fn allocatable(&self, resource: &str) -> f64 {
-        self.node
-            .status
-            .as_ref()
-            .and_then(|s| s.allocatable.get(resource))
-            .and_then(|q| q.string.as_deref())
-            .and_then(|s| crate::quantity::parse(s).ok())
-            .unwrap_or(0.0)
-    }
 }
 
 /// What a group's GPUs advertise. DRA groups get their GPUs through
