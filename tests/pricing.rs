@@ -363,3 +363,91 @@ fn gpupool_prices_live_names_the_missing_feature() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("build gpupool with `--features azure`"));
 }
+
+/// `gpupool prices --live --cloud aws` asks the Price List API for on-demand
+/// and EC2 for spot, both answered by a local server with recorded answers.
+#[cfg(feature = "aws")]
+#[tokio::test]
+async fn gpupool_prices_live_asks_the_aws_price_list_and_spot_history() {
+    use axum::http::HeaderMap;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(|headers: HeaderMap| async move {
+            if headers.contains_key("x-amz-target") {
+                // Every query gets the p4d.24xlarge product: the client keeps
+                // it only for the type it asked about.
+                let products: Vec<serde_json::Value> = serde_json::from_str(include_str!(
+                    "../providers/aws/tests/recorded/price-list-products.json"
+                ))
+                .unwrap();
+                let page = serde_json::json!({
+                    "FormatVersion": "aws_v1",
+                    "PriceList": [products[0].to_string()],
+                });
+                (
+                    [("content-type", "application/x-amz-json-1.1")],
+                    page.to_string(),
+                )
+            } else {
+                (
+                    [("content-type", "text/xml;charset=UTF-8")],
+                    include_str!("../providers/aws/tests/recorded/spot-price-history-page1.xml")
+                        .replace("{next}", ""),
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let endpoint = format!("http://{addr}");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gpupool"))
+            .args([
+                "prices",
+                "--live",
+                "--cloud",
+                "aws",
+                "--region",
+                "us-east-1",
+            ])
+            .args(["--endpoint", &endpoint])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.starts_with("aws"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    // Spot: the dearest of us-east-1a (9.1273) and us-east-1b (13.9933).
+    assert_eq!(
+        rows,
+        [[
+            "aws",
+            "us-east-1",
+            "p4d.24xlarge",
+            "8",
+            "A100",
+            "21.960",
+            "13.993",
+            "2.745",
+            "1.749",
+            "36%"
+        ]]
+    );
+    assert!(
+        text.contains(
+            "# aws: live from the AWS Price List API and EC2 spot price history (http://"
+        ),
+        "{text}"
+    );
+}

@@ -29,6 +29,30 @@ pub fn fetch(
                 format!("live from the Azure Retail Prices API ({endpoint}) at {at}"),
             ))
         }
+        #[cfg(feature = "aws")]
+        CloudKind::Aws => {
+            use gpupool_cloud::PriceSource;
+            // A test endpoint takes static credentials; AWS itself the
+            // standard chain (env, profile, SSO, IRSA, Pod Identity, IMDS).
+            let connection = gpupool_aws::sdk::Connection {
+                endpoint: endpoint.map(str::to_owned),
+                static_credentials: endpoint.is_some(),
+                no_retries: false,
+            };
+            let prices = runtime.block_on(async {
+                let api = gpupool_aws::AwsPrices::connect(&connection, region).await;
+                api.prices(&types).await
+            })?;
+            let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+            let from = endpoint.unwrap_or("AWS");
+            Ok((
+                prices,
+                format!(
+                    "live from the AWS Price List API and EC2 spot price history ({from}) at {at}; \
+                     spot is the dearest zone's"
+                ),
+            ))
+        }
         other => {
             let _ = (region, endpoint, types, runtime);
             anyhow::bail!(

@@ -71,7 +71,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let [cloud] = clouds[..] else {
             anyhow::bail!("--live asks one cloud: give exactly one --cloud");
         };
-        let region = args.region.clone().unwrap_or_default();
+        let Some(region) = args.region.clone() else {
+            anyhow::bail!("--live asks one region's prices: give --region");
+        };
         let (prices, source) =
             super::live_prices::fetch(cloud.kind(), &region, args.endpoint.as_deref())?;
         let types = catalog::builtin(cloud.kind());
@@ -81,7 +83,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let e = by_type.entry(p.instance_type.as_str()).or_default();
             match p.capacity_type {
                 gpupool_cloud::CapacityType::OnDemand => e.0 = Some(p.usd_per_hour),
-                gpupool_cloud::CapacityType::Spot => e.1 = Some(p.usd_per_hour),
+                // Spot per zone (AWS): the dearest zone, as in the table.
+                gpupool_cloud::CapacityType::Spot => {
+                    e.1 = Some(e.1.map_or(p.usd_per_hour, |s: f64| s.max(p.usd_per_hour)))
+                }
             }
         }
         for ty in &types {
