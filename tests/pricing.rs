@@ -451,3 +451,79 @@ async fn gpupool_prices_live_asks_the_aws_price_list_and_spot_history() {
         "{text}"
     );
 }
+
+/// `gpupool prices --live --cloud gcp` sums the Cloud Billing Catalog's
+/// SKUs per machine type, answered by a local server with recorded pages.
+#[cfg(feature = "gcp")]
+#[tokio::test]
+async fn gpupool_prices_live_sums_the_gcp_billing_catalog() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/v1/services/6F81-5844-456A/skus",
+        axum::routing::get(|| async {
+            // Page 2 alone: A3 and G2 parts.
+            (
+                [("content-type", "application/json")],
+                include_str!("../providers/gcp/tests/recorded/skus-page2.json"),
+            )
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let endpoint = format!("http://{addr}");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gpupool"))
+            .args([
+                "prices",
+                "--live",
+                "--cloud",
+                "gcp",
+                "--region",
+                "us-central1",
+            ])
+            .args(["--endpoint", &endpoint])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |ty: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.split_whitespace().nth(2) == Some(ty))
+            .unwrap_or_else(|| panic!("no {ty} in\n{text}"))
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    // g2-standard-4: 4 × 0.024988 + 16 × 0.002927 + 0.56 = 0.706784 on
+    // demand; 4 × 0.009995 + 16 × 0.001171 + 0.224 = 0.282716 spot.
+    assert_eq!(
+        row("g2-standard-4"),
+        [
+            "gcp",
+            "us-central1",
+            "g2-standard-4",
+            "1",
+            "L4",
+            "0.707",
+            "0.283",
+            "0.707",
+            "0.283",
+            "60%"
+        ]
+    );
+    // a3-highgpu-8g has no Local SSD SKU in this page: no live price.
+    assert!(!text.contains("a3-highgpu-8g"), "{text}");
+    // No A2 SKUs in this page: no A2 rows.
+    assert!(!text.contains("a2-"), "{text}");
+    assert!(
+        text.contains("# gcp: live from the Cloud Billing Catalog (http://"),
+        "{text}"
+    );
+}

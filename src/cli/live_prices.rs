@@ -53,6 +53,31 @@ pub fn fetch(
                 ),
             ))
         }
+        #[cfg(feature = "gcp")]
+        CloudKind::Gcp => {
+            use gpupool_cloud::PriceSource;
+            let shapes = gpupool::catalog::builtin(cloud)
+                .into_iter()
+                .filter_map(|t| {
+                    let gpus = t.gpu.as_ref().map_or(0, |g| g.count);
+                    let gib = t.memory_mib as f64 / 1024.0;
+                    gpupool_gcp::MachineShape::bundled(&t.name, t.vcpus, gib, gpus)
+                })
+                .collect();
+            let prices = runtime.block_on(async {
+                let api = gpupool_gcp::CatalogPrices::connect(endpoint, region, shapes).await?;
+                api.prices(&types).await
+            })?;
+            let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+            let from = endpoint.unwrap_or("cloudbilling.googleapis.com");
+            Ok((
+                prices,
+                format!(
+                    "live from the Cloud Billing Catalog ({from}) at {at}: \
+                     vCPU + RAM + GPU + bundled Local SSD SKUs"
+                ),
+            ))
+        }
         other => {
             let _ = (region, endpoint, types, runtime);
             anyhow::bail!(
