@@ -3,5 +3,6 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    gpupool::tls::install_crypto_provider();
     cli::main()
 }

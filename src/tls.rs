@@ -26,7 +26,20 @@ fn read_pem(field: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     Ok(bytes)
 }
 
+/// Make ring the process's rustls crypto provider, once. tonic builds its
+/// TLS configs from the process default, and with the cloud SDKs built in
+/// rustls has two providers compiled (ring, aws-lc-rs) and cannot pick one
+/// itself: it would panic on the first TLS handshake set-up. Idempotent.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err only if another provider was installed first: that one serves.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 pub fn server_config(tls: &TlsConfig) -> Result<ServerTlsConfig, TlsError> {
+    install_crypto_provider();
     let cert = read_pem("cert", &tls.cert)?;
     let key = read_pem("key", &tls.key)?;
     let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));

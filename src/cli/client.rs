@@ -35,6 +35,7 @@ pub async fn connect(address: &str, tls: &Tls) -> anyhow::Result<CloudProviderCl
         .timeout(Duration::from_secs(10));
     if let Some(ca) = &tls.cacert {
         let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("{}", p.display()));
+        gpupool::tls::install_crypto_provider();
         let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
         if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
             config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
