@@ -1,7 +1,9 @@
 //! gpupool: a cluster-autoscaler `externalgrpc` cloud provider for GPU node pools.
 
 pub mod backend;
+pub mod boot;
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod explain;
 

@@ -83,6 +83,17 @@ struct RpcCodeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BootLabels {
+    group: String,
+    phase: &'static str,
+}
+
+/// Boot phase histogram buckets, seconds: 10 s to 40 min.
+const BOOT_BUCKETS: [f64; 14] = [
+    10.0, 20.0, 30.0, 60.0, 90.0, 120.0, 180.0, 240.0, 300.0, 420.0, 600.0, 900.0, 1200.0, 2400.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GroupLabels {
     pub group: String,
 }
@@ -121,6 +132,7 @@ pub struct Metrics {
     pool_cost: Gauge<f64, AtomicU64>,
     prices_as_of: Gauge<f64, AtomicU64>,
     price_refreshes: Family<CloudLabels, Counter>,
+    boot_seconds: Family<BootLabels, Histogram>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -233,6 +245,13 @@ impl Metrics {
             "Live price refreshes by outcome; on error the last good prices are kept",
             price_refreshes.clone(),
         );
+        let boot_seconds =
+            Family::<BootLabels, Histogram>::new_with_constructor(|| Histogram::new(BOOT_BUCKETS));
+        registry.register(
+            "boot_phase_seconds",
+            "Observed boots per group and phase (running, registered, ready, gpu_allocatable: each phase's own time; total: purchase to schedulable GPU)",
+            boot_seconds.clone(),
+        );
         Self {
             registry,
             rpc_total,
@@ -250,7 +269,18 @@ impl Metrics {
             pool_cost,
             prices_as_of,
             price_refreshes,
+            boot_seconds,
         }
+    }
+
+    /// One boot phase of a group took `took`.
+    pub fn boot_phase(&self, group: &str, phase: &'static str, took: Duration) {
+        self.boot_seconds
+            .get_or_create(&BootLabels {
+                group: group.to_owned(),
+                phase,
+            })
+            .observe(took.as_secs_f64());
     }
 
     /// What a group's instances cost per hour.

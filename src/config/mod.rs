@@ -97,6 +97,10 @@ pub struct Config {
     /// The simulated cloud, when `cloud: sim`.
     #[serde(default)]
     pub sim: SimConfig,
+    /// The cluster's Kubernetes API: Node watch for boot latency, the
+    /// models' ConfigMap. Absent: gpupool runs without the cluster.
+    #[serde(default)]
+    pub kubernetes: Option<KubernetesConfig>,
     pub node_groups: Vec<NodeGroupConfig>,
 }
 
@@ -158,6 +162,33 @@ pub struct TlsConfig {
     pub key: PathBuf,
     /// When set, clients must present a certificate signed by it (mTLS).
     pub cacert: Option<PathBuf>,
+}
+
+/// How to reach the cluster's Kubernetes API.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// A kubeconfig file; absent: in-cluster config (the pod's service
+    /// account), else `$KUBECONFIG` or `~/.kube/config`.
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context; absent: its current one.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// gpupool's namespace, where its ConfigMap lives.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// The ConfigMap that keeps the boot-latency models across restarts.
+    #[serde(default = "default_state_configmap")]
+    pub state_configmap: String,
+}
+
+fn default_namespace() -> String {
+    "gpupool".to_owned()
+}
+
+fn default_state_configmap() -> String {
+    "gpupool-boot-latency".to_owned()
 }
 
 /// Whether `NodeGroupGetOptions` is served.

@@ -1,0 +1,159 @@
+//! GPU boot latency: each instance's boot phases ([`timeline`]), a model per
+//! group of the time to a schedulable GPU ([`model`]), and what gpupool
+//! derives from it: CA's provision deadline, stuck instances, the lead time
+//! of pre-provisioning.
+
+pub mod model;
+pub mod timeline;
+
+pub use model::{LatencyModel, Quantiles, Samples, provision_deadline};
+pub use timeline::{Boot, NodeObs, Phase, Tracker};
+
+use crate::config::GroupSpec;
+use crate::metrics::Metrics;
+use gpupool_cloud::Instance;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+/// Boot tracking and models of every group.
+#[derive(Debug)]
+pub struct Boots {
+    groups: Vec<String>,
+    metrics: Arc<Metrics>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    tracker: Tracker,
+    models: Vec<LatencyModel>,
+    /// Node events arrive: without them every instance would look stuck.
+    watching: bool,
+    /// Boots seen since the models were last saved.
+    unsaved: usize,
+}
+
+impl Boots {
+    /// `needs_gpu[i]`: group i's boot ends at allocatable GPUs (its template
+    /// advertises GPU resources), else at Ready.
+    pub fn new(specs: &[Arc<GroupSpec>], needs_gpu: Vec<bool>, metrics: Arc<Metrics>) -> Self {
+        let models = specs
+            .iter()
+            .map(|s| LatencyModel::new(s.annotations.boot_latency))
+            .collect();
+        Self {
+            groups: specs.iter().map(|s| s.id.as_str().to_owned()).collect(),
+            metrics,
+            state: Mutex::new(State {
+                tracker: Tracker::new(needs_gpu),
+                models,
+                watching: false,
+                unsaved: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A group's instances as the cloud listed them.
+    pub fn instances_listed(&self, group: usize, listed: &[Instance], now: SystemTime) {
+        let boots = self.lock().tracker.instances(group, listed, now);
+        self.record(boots);
+    }
+
+    /// A Node added or changed; `initial` when it comes from a (re)listing.
+    pub fn node_seen(&self, obs: &NodeObs, now: SystemTime, initial: bool) {
+        let boot = self.lock().tracker.node(obs, now, initial);
+        self.record(boot.into_iter().collect());
+    }
+
+    pub fn node_gone(&self, provider_id: &str) {
+        self.lock().tracker.node_gone(provider_id);
+    }
+
+    /// Node events are (or are no longer) arriving.
+    pub fn set_watching(&self, watching: bool) {
+        self.lock().watching = watching;
+    }
+
+    fn record(&self, boots: Vec<Boot>) {
+        if boots.is_empty() {
+            return;
+        }
+        let mut state = self.lock();
+        for boot in boots {
+            let group = &self.groups[boot.group];
+            tracing::info!(
+                group,
+                instance = %boot.provider_id,
+                seconds = boot.total.as_secs(),
+                phases = ?boot.phases.iter().map(|(p, d)| (p.name(), d.as_secs())).collect::<Vec<_>>(),
+                "boot finished"
+            );
+            for (phase, took) in &boot.phases {
+                self.metrics.boot_phase(group, phase.name(), *took);
+            }
+            self.metrics.boot_phase(group, "total", boot.total);
+            state.models[boot.group].observe(boot.total);
+            state.unsaved += 1;
+        }
+    }
+
+    pub fn quantiles(&self, group: usize) -> Quantiles {
+        self.lock().models[group].quantiles()
+    }
+
+    /// CA's `MaxNodeProvisionDuration` for the group.
+    pub fn provision_deadline(&self, group: usize, ca_default: Duration) -> Duration {
+        provision_deadline(&self.quantiles(group), ca_default)
+    }
+
+    /// Instances of the group not schedulable within `deadline` of purchase,
+    /// with why; nothing while Node events are not arriving.
+    pub fn stuck(
+        &self,
+        group: usize,
+        now: SystemTime,
+        deadline: Duration,
+    ) -> Vec<(String, String)> {
+        let state = self.lock();
+        if !state.watching {
+            return Vec::new();
+        }
+        state.tracker.stuck(group, now, deadline)
+    }
+
+    /// The models to persist, by group id, if boots were seen since the last
+    /// call (`force`: regardless).
+    pub fn unsaved(&self, force: bool) -> Option<BTreeMap<String, Samples>> {
+        let mut state = self.lock();
+        if state.unsaved == 0 && !force {
+            return None;
+        }
+        state.unsaved = 0;
+        Some(
+            self.groups
+                .iter()
+                .zip(&state.models)
+                .filter(|(_, m)| !m.is_empty())
+                .map(|(g, m)| (g.clone(), m.export()))
+                .collect(),
+        )
+    }
+
+    /// Persisted models back; groups no longer configured are ignored.
+    pub fn restore(&self, saved: &BTreeMap<String, Samples>) {
+        let mut state = self.lock();
+        for (i, g) in self.groups.iter().enumerate() {
+            if let Some(s) = saved.get(g) {
+                state.models[i].restore(s);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
