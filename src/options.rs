@@ -10,10 +10,16 @@ use crate::config::CaOptionOverrides;
 use crate::proto::{K8sDuration, NodeGroupAutoscalingOptions};
 use std::time::Duration;
 
-/// Merges a group's overrides over the defaults CA sent.
+/// CA's `--max-node-provision-time` default.
+pub const CA_DEFAULT_MAX_NODE_PROVISION: Duration = Duration::from_secs(15 * 60);
+
+/// Merges a group's overrides over the defaults CA sent. Without an
+/// override, the provision deadline comes from the group's boot-latency
+/// `model` (margin over p99), never below CA's own.
 pub fn merge(
     defaults: Option<&NodeGroupAutoscalingOptions>,
     o: &CaOptionOverrides,
+    model: Option<&crate::boot::Quantiles>,
 ) -> NodeGroupAutoscalingOptions {
     let d = defaults.cloned().unwrap_or_default();
     let unneeded = o.scale_down_unneeded_time.or_else(|| {
@@ -29,10 +35,17 @@ pub fn merge(
         )
     });
     let provision = o.max_node_provision_time.or_else(|| {
-        read(
+        let ca = read(
             d.max_node_provision_duration.as_ref(),
             d.max_node_provision_time.as_ref(),
-        )
+        );
+        match (ca, model) {
+            (ca, Some(q)) => Some(crate::boot::provision_deadline(
+                q,
+                ca.unwrap_or(CA_DEFAULT_MAX_NODE_PROVISION),
+            )),
+            (ca, None) => ca,
+        }
     });
     let startup = o
         .max_node_startup_time
@@ -112,7 +125,11 @@ mod tests {
 
     #[test]
     fn old_defaults_come_back_in_both_encodings() {
-        let out = merge(Some(&old_ca_defaults()), &CaOptionOverrides::default());
+        let out = merge(
+            Some(&old_ca_defaults()),
+            &CaOptionOverrides::default(),
+            None,
+        );
         assert_eq!(out.scale_down_unneeded_time, Some(old(mins(10))));
         assert_eq!(out.scale_down_unneeded_duration, Some(new(mins(10))));
         assert_eq!(out.scale_down_unready_duration, Some(new(mins(20))));
@@ -135,7 +152,7 @@ mod tests {
             zero_or_max_node_scaling: Some(true),
             ..Default::default()
         };
-        let out = merge(Some(&defaults), &o);
+        let out = merge(Some(&defaults), &o, None);
         assert_eq!(out.scale_down_unneeded_time, Some(old(mins(3))));
         assert_eq!(out.scale_down_unneeded_duration, Some(new(mins(3))));
         assert_eq!(out.scale_down_gpu_utilization_threshold, 0.2);

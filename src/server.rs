@@ -33,6 +33,8 @@ pub enum ServeError {
     },
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// The cloud to serve, how time passes, and extra HTTP routes it brings.
@@ -128,6 +130,18 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
     })?;
 
     let cancel = CancellationToken::new();
+    let cluster_tasks = match &config.kubernetes {
+        Some(k) => {
+            crate::cluster::attach(
+                k,
+                fleet.boots().clone(),
+                fleet.clock().clone(),
+                cancel.clone(),
+            )
+            .await?
+        }
+        None => Vec::new(),
+    };
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
@@ -147,7 +161,7 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
     let http =
         axum::serve(http_listener, routes).with_graceful_shutdown(cancel.clone().cancelled_owned());
 
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(async move {
             if let Err(e) = grpc.await {
                 tracing::error!(error = %e, "gRPC server stopped");
@@ -187,6 +201,7 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
             },
         )),
     ];
+    tasks.extend(cluster_tasks);
     tracing::info!(%grpc_addr, %http_addr, groups = fleet.specs().len(), "gpupool serving");
     Ok(Server {
         grpc_addr,

@@ -325,7 +325,9 @@ async fn conversation(ca: Ca) {
         .into_inner()
         .node_group_autoscaling_options
         .unwrap();
-    assert_eq!(read_minutes(ca, &o), (3, 20, 15));
+    // The provision deadline comes from the boot-latency model: with no
+    // boots seen, the default 8m prior's p99 (12m) × 1.5 = 18m, above CA's 15m.
+    assert_eq!(read_minutes(ca, &o), (3, 20, 18));
     assert!(o.zero_or_max_node_scaling);
     assert_eq!(o.scale_down_utilization_threshold, 0.5);
     let o = c
@@ -337,8 +339,8 @@ async fn conversation(ca: Ca) {
         .unwrap();
     assert_eq!(
         read_minutes(ca, &o),
-        (10, 20, 15),
-        "no annotations: the defaults, unchanged"
+        (10, 20, 18),
+        "no annotations: the defaults, but the provision deadline from the boot model"
     );
     assert!(!o.zero_or_max_node_scaling);
     if ca == Ca::New {

@@ -16,6 +16,25 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+/// The error code of an instance not schedulable by its provision deadline.
+pub const BOOT_TIMEOUT: &str = "BootTimeout";
+
+/// A model for people: `boot p50 3m 10s, p90 4m, p99 5m (12 boots)`.
+pub fn describe(q: &Quantiles) -> String {
+    let d = |x: Duration| humantime::format_duration(Duration::from_secs(x.as_secs())).to_string();
+    let basis = if q.from_prior() {
+        "prior".to_owned()
+    } else {
+        format!("{} boots", q.samples)
+    };
+    format!(
+        "boot p50 {}, p90 {}, p99 {} ({basis})",
+        d(q.p50),
+        d(q.p90),
+        d(q.p99)
+    )
+}
+
 /// Boot tracking and models of every group.
 #[derive(Debug)]
 pub struct Boots {
@@ -127,10 +146,10 @@ impl Boots {
     }
 
     /// The models to persist, by group id, if boots were seen since the last
-    /// call (`force`: regardless).
-    pub fn unsaved(&self, force: bool) -> Option<BTreeMap<String, Samples>> {
+    /// call.
+    pub fn unsaved(&self) -> Option<BTreeMap<String, Samples>> {
         let mut state = self.lock();
-        if state.unsaved == 0 && !force {
+        if state.unsaved == 0 {
             return None;
         }
         state.unsaved = 0;
@@ -142,6 +161,11 @@ impl Boots {
                 .map(|(g, m)| (g.clone(), m.export()))
                 .collect(),
         )
+    }
+
+    /// The last [`Self::unsaved`] did not reach the store: offer it again.
+    pub fn save_failed(&self) {
+        self.lock().unsaved += 1;
     }
 
     /// Persisted models back; groups no longer configured are ignored.

@@ -5,7 +5,15 @@
 pub mod nodes;
 pub mod store;
 
+use crate::boot::Boots;
 use crate::config::KubernetesConfig;
+use gpupool_cloud::Clock;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often learned boots are written to the ConfigMap.
+pub const SAVE_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -44,4 +52,48 @@ pub async fn connect(config: &KubernetesConfig) -> Result<kube::Client, ClusterE
         },
     };
     kube::Client::try_from(client_config).map_err(|e| ClusterError::Client(e.to_string()))
+}
+
+/// Connects, restores the saved boot models, and starts the Node watch and
+/// the periodic save (a last save at `cancel`). A ConfigMap that cannot be
+/// read leaves the priors in place and is logged, not fatal.
+pub async fn attach(
+    config: &KubernetesConfig,
+    boots: Arc<Boots>,
+    clock: Arc<dyn Clock>,
+    cancel: CancellationToken,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, ClusterError> {
+    let client = connect(config).await?;
+    let store = store::ModelStore::new(client.clone(), &config.namespace, &config.state_configmap);
+    match store.load().await {
+        Ok(saved) => {
+            tracing::info!(groups = saved.len(), "boot-latency models restored");
+            boots.restore(&saved);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "boot-latency models not restored; starting from the priors")
+        }
+    }
+    let watch = tokio::spawn(nodes::watch(client, boots.clone(), clock, cancel.clone()));
+    let save = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SAVE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            let last = tokio::select! {
+                _ = cancel.cancelled() => true,
+                _ = tick.tick() => false,
+            };
+            if let Some(models) = boots.unsaved()
+                && let Err(e) = store.save(&models).await
+            {
+                boots.save_failed();
+                tracing::warn!(error = %e, "boot-latency models not saved; retrying");
+            }
+            if last {
+                return;
+            }
+        }
+    });
+    Ok(vec![watch, save])
 }

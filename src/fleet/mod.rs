@@ -14,6 +14,7 @@ pub use error::FleetError;
 pub use group::{GroupState, LIST_GRACE, Member, NodeRef, Work};
 pub use snapshot::{GroupView, InstanceView, NodeState, Snapshot};
 
+use crate::boot::Boots;
 use crate::config::GroupSpec;
 use crate::metrics::Metrics;
 use crate::pricing::{PriceBook, Prices};
@@ -40,6 +41,7 @@ pub struct Fleet {
     /// One sync at a time, so an older listing never lands after a newer one.
     sync_lock: tokio::sync::Mutex<()>,
     tasks: TaskTracker,
+    boots: Arc<Boots>,
 }
 
 struct Inner {
@@ -86,6 +88,13 @@ impl Fleet {
             .collect();
         let snapshot = Snapshot::build(&groups, None);
         let costs = vec![0.0; specs.len()];
+        // A boot ends at allocatable GPUs where the device plugin advertises
+        // them; DRA and CPU-only groups end at Ready.
+        let needs_gpu = specs
+            .iter()
+            .map(|s| s.instance_type.gpu.is_some() && !s.annotations.dra)
+            .collect();
+        let boots = Arc::new(Boots::new(&specs, needs_gpu, metrics.clone()));
         Arc::new(Self {
             cloud,
             clock,
@@ -104,6 +113,7 @@ impl Fleet {
             ),
             sync_lock: tokio::sync::Mutex::new(()),
             tasks: TaskTracker::new(),
+            boots,
         })
     }
 
@@ -131,6 +141,11 @@ impl Fleet {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// Boot timing and the groups' boot-latency models.
+    pub fn boots(&self) -> &Arc<Boots> {
+        &self.boots
     }
 
     pub fn increase_size(self: &Arc<Self>, id: &str, delta: i32) -> Result<(), FleetError> {
@@ -194,6 +209,9 @@ impl Fleet {
             );
         }
         let unmanaged = unmanaged.values().sum();
+        for (i, listed) in per_group.iter().enumerate() {
+            self.boots.instances_listed(i, listed, now);
+        }
         let work = {
             let mut inner = self.lock();
             let work: Vec<_> = per_group

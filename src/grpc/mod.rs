@@ -7,7 +7,7 @@ pub mod status;
 pub use convert::{OTHER_ERROR_CLASS, OUT_OF_RESOURCES_CLASS};
 
 use crate::config::OptionsMode;
-use crate::fleet::{Fleet, NodeRef};
+use crate::fleet::{Fleet, InstanceView, NodeRef, NodeState};
 use crate::metrics::{Metrics, Rpc};
 use crate::pricing::{self, PricedGroup, Prices};
 use crate::proto::cloud_provider_server::CloudProvider;
@@ -132,8 +132,19 @@ impl CloudProvider for Service {
         _: Request<NodeGroupsRequest>,
     ) -> Result<Response<NodeGroupsResponse>, Status> {
         self.observed(Rpc::NodeGroups, async {
+            let boots = self.fleet.boots();
             Ok(NodeGroupsResponse {
-                node_groups: self.cards.iter().map(|c| c.wire.clone()).collect(),
+                node_groups: self
+                    .cards
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let mut wire = c.wire.clone();
+                        let q = boots.quantiles(i);
+                        wire.debug = format!("{}; {}", wire.debug, crate::boot::describe(&q));
+                        wire
+                    })
+                    .collect(),
             })
         })
         .await
@@ -357,11 +368,42 @@ impl CloudProvider for Service {
         self.observed(Rpc::NodeGroupNodes, async {
             let index = self.fleet.group_index(&request.get_ref().id)?;
             let snapshot = self.fleet.snapshot();
+            // Instances still not schedulable past the provision deadline:
+            // reported as failed creations, so CA deletes them instead of
+            // paying for them forever.
+            let spec = &self.fleet.specs()[index];
+            let deadline = spec
+                .annotations
+                .ca_options
+                .max_node_provision_time
+                .unwrap_or_else(|| {
+                    self.fleet
+                        .boots()
+                        .provision_deadline(index, crate::options::CA_DEFAULT_MAX_NODE_PROVISION)
+                });
+            let stuck: std::collections::HashMap<String, String> = self
+                .fleet
+                .boots()
+                .stuck(index, self.fleet.clock().now(), deadline)
+                .into_iter()
+                .collect();
             Ok(NodeGroupNodesResponse {
                 instances: snapshot.groups[index]
                     .instances
                     .iter()
-                    .map(convert::instance)
+                    .map(|view| match stuck.get(view.provider_id.as_str()) {
+                        Some(why) if view.error.is_none() && view.state != NodeState::Deleting => {
+                            convert::instance(&InstanceView {
+                                state: NodeState::Creating,
+                                error: Some(gpupool_cloud::CloudError::other(
+                                    crate::boot::BOOT_TIMEOUT,
+                                    why.clone(),
+                                )),
+                                ..view.clone()
+                            })
+                        }
+                        _ => convert::instance(view),
+                    })
                     .collect(),
             })
         })
@@ -394,10 +436,12 @@ impl CloudProvider for Service {
                 let r = request.get_ref();
                 let index = self.fleet.group_index(&r.id)?;
                 let spec = &self.fleet.specs()[index];
+                let model = self.fleet.boots().quantiles(index);
                 Ok(NodeGroupAutoscalingOptionsResponse {
                     node_group_autoscaling_options: Some(crate::options::merge(
                         r.defaults.as_ref(),
                         &spec.annotations.ca_options,
+                        Some(&model),
                     )),
                 })
             } else {
