@@ -2,6 +2,8 @@
 //! cloud on a manual clock, and a gRPC client generated from the same proto.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod kube_api;
+
 use gpupool::config::Config;
 use gpupool::proto::cloud_provider_client::CloudProviderClient;
 use gpupool::proto::instance_status::InstanceState;
