@@ -157,8 +157,13 @@ impl Tracker {
 
     /// A Node deleted: its instance, if still listed, boots no more.
     pub fn node_gone(&mut self, provider_id: &str) {
-        if let Some(t) = self.by_provider.get_mut(provider_id) {
-            t.done = true;
+        match self.by_provider.get_mut(provider_id) {
+            // Not one of ours (or not listed yet): nothing to keep.
+            Some(t) if t.group.is_none() => {
+                self.by_provider.remove(provider_id);
+            }
+            Some(t) => t.done = true,
+            None => {}
         }
     }
 
