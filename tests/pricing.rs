@@ -293,27 +293,17 @@ fn gpupool_prices_prints_the_table_per_instance_and_per_gpu() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no prices match the filters"));
 }
 
-/// `gpupool prices --live` asks the cloud's pricing API: here Azure's Retail
-/// Prices API, answered by a local server with a recorded page.
-#[cfg(feature = "azure")]
-#[tokio::test]
-async fn gpupool_prices_live_asks_the_pricing_api() {
+/// Serves `app` on loopback as the cloud's pricing API and runs `gpupool
+/// prices --live --cloud <cloud> --region <region>` against it; its stdout.
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+async fn prices_live(cloud: &str, region: &str, app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route(
-        "/api/retail/prices",
-        axum::routing::get(|| async {
-            (
-                [("content-type", "application/json")],
-                include_str!("../providers/azure/tests/recorded/retail-prices-page2.json"),
-            )
-        }),
-    );
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let endpoint = format!("http://{addr}");
+    let args = ["prices", "--live", "--cloud", cloud, "--region", region].map(String::from);
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_gpupool"))
-            .args(["prices", "--live", "--cloud", "azure", "--region", "eastus"])
+            .args(args)
             .args(["--endpoint", &endpoint])
             .output()
             .unwrap()
@@ -326,6 +316,24 @@ async fn gpupool_prices_live_asks_the_pricing_api() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    text
+}
+
+/// `gpupool prices --live` asks the cloud's pricing API: here Azure's Retail
+/// Prices API, answered by a local server with a recorded page.
+#[cfg(feature = "azure")]
+#[tokio::test]
+async fn gpupool_prices_live_asks_the_pricing_api() {
+    let app = axum::Router::new().route(
+        "/api/retail/prices",
+        axum::routing::get(|| async {
+            (
+                [("content-type", "application/json")],
+                include_str!("../providers/azure/tests/recorded/retail-prices-page2.json"),
+            )
+        }),
+    );
+    let text = prices_live("azure", "eastus", app).await;
     let row: Vec<_> = text
         .lines()
         .find(|l| l.contains("Standard_NC24ads_A100_v4"))
@@ -370,8 +378,6 @@ fn gpupool_prices_live_names_the_missing_feature() {
 #[tokio::test]
 async fn gpupool_prices_live_asks_the_aws_price_list_and_spot_history() {
     use axum::http::HeaderMap;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let app = axum::Router::new().route(
         "/",
         axum::routing::post(|headers: HeaderMap| async move {
@@ -399,30 +405,7 @@ async fn gpupool_prices_live_asks_the_aws_price_list_and_spot_history() {
             }
         }),
     );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let endpoint = format!("http://{addr}");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_gpupool"))
-            .args([
-                "prices",
-                "--live",
-                "--cloud",
-                "aws",
-                "--region",
-                "us-east-1",
-            ])
-            .args(["--endpoint", &endpoint])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = prices_live("aws", "us-east-1", app).await;
     let rows: Vec<Vec<&str>> = text
         .lines()
         .filter(|l| l.starts_with("aws"))
@@ -457,8 +440,6 @@ async fn gpupool_prices_live_asks_the_aws_price_list_and_spot_history() {
 #[cfg(feature = "gcp")]
 #[tokio::test]
 async fn gpupool_prices_live_sums_the_gcp_billing_catalog() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let app = axum::Router::new().route(
         "/v1/services/6F81-5844-456A/skus",
         axum::routing::get(|| async {
@@ -469,30 +450,7 @@ async fn gpupool_prices_live_sums_the_gcp_billing_catalog() {
             )
         }),
     );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let endpoint = format!("http://{addr}");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_gpupool"))
-            .args([
-                "prices",
-                "--live",
-                "--cloud",
-                "gcp",
-                "--region",
-                "us-central1",
-            ])
-            .args(["--endpoint", &endpoint])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = prices_live("gcp", "us-central1", app).await;
     let row = |ty: &str| -> Vec<String> {
         text.lines()
             .find(|l| l.split_whitespace().nth(2) == Some(ty))

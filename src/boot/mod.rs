@@ -11,6 +11,7 @@ pub use timeline::{Boot, NodeObs, Phase, Tracker};
 
 use crate::config::GroupSpec;
 use crate::metrics::Metrics;
+use arc_swap::ArcSwap;
 use gpupool_cloud::Instance;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,6 +42,9 @@ pub struct Boots {
     groups: Vec<String>,
     metrics: Arc<Metrics>,
     state: Mutex<State>,
+    /// Each group's current estimate, recomputed when its model changes:
+    /// `NodeGroupGetOptions`, CA's hottest call, reads it without a lock.
+    estimates: ArcSwap<Vec<Quantiles>>,
 }
 
 #[derive(Debug)]
@@ -57,13 +61,15 @@ impl Boots {
     /// `needs_gpu[i]`: group i's boot ends at allocatable GPUs (its template
     /// advertises GPU resources), else at Ready.
     pub fn new(specs: &[Arc<GroupSpec>], needs_gpu: Vec<bool>, metrics: Arc<Metrics>) -> Self {
-        let models = specs
+        let models: Vec<LatencyModel> = specs
             .iter()
             .map(|s| LatencyModel::new(s.annotations.boot_latency))
             .collect();
+        let estimates = models.iter().map(LatencyModel::quantiles).collect();
         Self {
             groups: specs.iter().map(|s| s.id.as_str().to_owned()).collect(),
             metrics,
+            estimates: ArcSwap::from_pointee(estimates),
             state: Mutex::new(State {
                 tracker: Tracker::new(needs_gpu),
                 models,
@@ -77,9 +83,9 @@ impl Boots {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A group's instances as the cloud listed them.
-    pub fn instances_listed(&self, group: usize, listed: &[Instance], now: SystemTime) {
-        let boots = self.lock().tracker.instances(group, listed, now);
+    /// Every group's instances (indexed by group) as the cloud listed them.
+    pub fn instances_listed(&self, per_group: &[Vec<Instance>], now: SystemTime) {
+        let boots = self.lock().tracker.instances(per_group, now);
         self.record(boots);
     }
 
@@ -119,10 +125,17 @@ impl Boots {
             state.models[boot.group].observe(boot.total);
             state.unsaved += 1;
         }
+        self.publish(&state);
+    }
+
+    /// Recomputes the estimates from the models.
+    fn publish(&self, state: &State) {
+        let estimates = state.models.iter().map(LatencyModel::quantiles).collect();
+        self.estimates.store(Arc::new(estimates));
     }
 
     pub fn quantiles(&self, group: usize) -> Quantiles {
-        self.lock().models[group].quantiles()
+        self.estimates.load()[group]
     }
 
     /// CA's `MaxNodeProvisionDuration` for the group.
@@ -130,19 +143,25 @@ impl Boots {
         provision_deadline(&self.quantiles(group), ca_default)
     }
 
-    /// Instances of the group not schedulable within `deadline` of purchase,
-    /// with why; nothing while Node events are not arriving.
-    pub fn stuck(
+    /// For each of `provider_ids`, why it is not schedulable within
+    /// `deadline` of purchase, if it is not; nothing while Node events are
+    /// not arriving.
+    pub fn stuck<'a>(
         &self,
-        group: usize,
+        provider_ids: impl IntoIterator<Item = &'a str>,
         now: SystemTime,
         deadline: Duration,
-    ) -> Vec<(String, String)> {
+    ) -> Vec<Option<String>> {
         let state = self.lock();
-        if !state.watching {
-            return Vec::new();
-        }
-        state.tracker.stuck(group, now, deadline)
+        provider_ids
+            .into_iter()
+            .map(|id| {
+                state
+                    .watching
+                    .then(|| state.tracker.stuck(id, now, deadline))
+                    .flatten()
+            })
+            .collect()
     }
 
     /// The models to persist, by group id, if boots were seen since the last
@@ -176,6 +195,7 @@ impl Boots {
                 state.models[i].restore(s);
             }
         }
+        self.publish(&state);
     }
 }
 

@@ -119,11 +119,11 @@ mod timelines {
         let mut tr = Tracker::new(vec![true]);
         // Bought at 0, pending at the first sync, running at the sync at 60.
         assert_eq!(
-            tr.instances(0, &[instance("a", InstanceState::Pending, 0)], t(10)),
+            tr.instances(&[vec![instance("a", InstanceState::Pending, 0)]], t(10)),
             vec![]
         );
         assert_eq!(
-            tr.instances(0, &[instance("a", InstanceState::Running, 0)], t(60)),
+            tr.instances(&[vec![instance("a", InstanceState::Running, 0)]], t(60)),
             vec![]
         );
         // Registers at 95, Ready at 130, the device plugin's GPU seen at 200.
@@ -156,7 +156,7 @@ mod timelines {
             None
         );
         assert_eq!(
-            tr.instances(0, &[instance("a", InstanceState::Running, 0)], t(310)),
+            tr.instances(&[vec![instance("a", InstanceState::Running, 0)]], t(310)),
             vec![]
         );
     }
@@ -170,13 +170,13 @@ mod timelines {
             None
         );
         assert_eq!(
-            tr.instances(0, &[instance("old", InstanceState::Running, 0)], t(1001)),
+            tr.instances(&[vec![instance("old", InstanceState::Running, 0)]], t(1001)),
             vec![]
         );
 
         // Running first seen at a late sync (300) after the node registered
         // at 120: it was running by 120.
-        tr.instances(0, &[instance("b", InstanceState::Running, 100)], t(300));
+        tr.instances(&[vec![instance("b", InstanceState::Running, 100)]], t(300));
         let boot = tr
             .node(&node("b", 120, Some(150), true), t(310), false)
             .unwrap();
@@ -188,7 +188,7 @@ mod timelines {
         assert_eq!(tr.node(&node("c", 40, Some(70), false), t(71), false), None);
         let mut other = instance("c", InstanceState::Running, 0);
         other.group = gpupool_cloud::GroupId::new("cpu");
-        let boots = tr.instances(1, &[other], t(80));
+        let boots = tr.instances(&[vec![], vec![other]], t(80));
         assert_eq!(boots.len(), 1);
         assert_eq!(
             (boots[0].group, boots[0].total),
@@ -205,29 +205,41 @@ mod timelines {
             instance("nogpu", InstanceState::Running, 0),
             instance("young", InstanceState::Pending, 900),
         ];
-        tr.instances(0, &listed, t(60));
+        tr.instances(&[listed.to_vec()], t(60));
+        // Every listed instance that is stuck, by provider id.
+        let stuck = |tr: &Tracker, now, deadline| -> Vec<(String, String)> {
+            let mut out: Vec<_> = listed
+                .iter()
+                .filter_map(|i| {
+                    let id = i.provider_id.as_str();
+                    Some((id.to_owned(), tr.stuck(id, now, deadline)?))
+                })
+                .collect();
+            out.sort();
+            out
+        };
         tr.node(&node("notready", 90, None, false), t(90), false);
         tr.node(&node("nogpu", 90, Some(120), false), t(120), false);
         let deadline = Duration::from_secs(15 * 60);
-        assert_eq!(tr.stuck(0, t(900), deadline), vec![]);
-        let stuck = tr.stuck(0, t(1000), deadline);
-        let ids: Vec<&str> = stuck.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(stuck(&tr, t(900), deadline), vec![]);
+        let stuck_now = stuck(&tr, t(1000), deadline);
+        let ids: Vec<&str> = stuck_now.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(
             ids,
             ["sim:///z/never", "sim:///z/nogpu", "sim:///z/notready"]
         );
-        assert_eq!(stuck[0].1, "no node registered 16m 40s after purchase");
+        assert_eq!(stuck_now[0].1, "no node registered 16m 40s after purchase");
         assert!(
-            stuck[1]
+            stuck_now[1]
                 .1
                 .starts_with("node node-nogpu Ready but no allocatable GPUs 16m 40s")
         );
         assert_eq!(
-            stuck[2].1,
+            stuck_now[2].1,
             "node node-notready not Ready 16m 40s after purchase"
         );
         // Gone from the cloud: no longer tracked.
-        tr.instances(0, &listed[3..], t(1001));
-        assert_eq!(tr.stuck(0, t(2000), deadline).len(), 1);
+        tr.instances(&[listed[3..].to_vec()], t(1001));
+        assert_eq!(stuck(&tr, t(2000), deadline).len(), 1);
     }
 }

@@ -9,7 +9,7 @@
 //! late at most).
 
 use gpupool_cloud::{Instance, InstanceState};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 /// The end of each boot phase, in order.
@@ -96,29 +96,35 @@ impl Tracker {
         }
     }
 
-    /// A group's live instances as the cloud listed them at `now`; those it
-    /// no longer lists are forgotten.
-    pub fn instances(&mut self, group: usize, listed: &[Instance], now: SystemTime) -> Vec<Boot> {
-        let live: Vec<&Instance> = listed
+    /// Every group's instances (indexed by group) as the cloud listed them
+    /// at `now`; instances no longer listed live are forgotten.
+    pub fn instances(&mut self, per_group: &[Vec<Instance>], now: SystemTime) -> Vec<Boot> {
+        let is_live =
+            |i: &&Instance| matches!(i.state, InstanceState::Pending | InstanceState::Running);
+        let live: HashSet<&str> = per_group
             .iter()
-            .filter(|i| matches!(i.state, InstanceState::Pending | InstanceState::Running))
+            .flatten()
+            .filter(is_live)
+            .map(|i| i.provider_id.as_str())
             .collect();
-        self.by_provider.retain(|id, t| {
-            t.group != Some(group) || live.iter().any(|i| i.provider_id.as_str() == id)
-        });
+        // One pass over everything tracked, whatever the number of groups.
+        self.by_provider
+            .retain(|id, t| t.group.is_none() || live.contains(id.as_str()));
         let mut boots = Vec::new();
-        for i in live {
-            let t = self
-                .by_provider
-                .entry(i.provider_id.as_str().to_owned())
-                .or_default();
-            t.group = Some(group);
-            t.launched = Some(i.launched_at);
-            if i.state == InstanceState::Running && t.ends[0].is_none() {
-                // Registered already means running already: not later than that.
-                t.ends[0] = Some(t.ends[1].map_or(now, |r| r.min(now)));
+        for (group, listed) in per_group.iter().enumerate() {
+            for i in listed.iter().filter(is_live) {
+                let t = self
+                    .by_provider
+                    .entry(i.provider_id.as_str().to_owned())
+                    .or_default();
+                t.group = Some(group);
+                t.launched = Some(i.launched_at);
+                if i.state == InstanceState::Running && t.ends[0].is_none() {
+                    // Registered already means running already: not later than that.
+                    t.ends[0] = Some(t.ends[1].map_or(now, |r| r.min(now)));
+                }
+                boots.extend(self.finish(i.provider_id.as_str()));
             }
-            boots.extend(self.finish(i.provider_id.as_str()));
         }
         boots
     }
@@ -203,37 +209,26 @@ impl Tracker {
         })
     }
 
-    /// A group's instances still not schedulable `deadline` after purchase,
-    /// each with how far it got.
-    pub fn stuck(
-        &self,
-        group: usize,
-        now: SystemTime,
-        deadline: Duration,
-    ) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = self
-            .by_provider
-            .iter()
-            .filter(|(_, t)| t.group == Some(group) && !t.done)
-            .filter_map(|(id, t)| {
-                let age = now.duration_since(t.launched?).ok()?;
-                if age <= deadline {
-                    return None;
-                }
-                let age = humantime::format_duration(Duration::from_secs(age.as_secs()));
-                let node = t.node.as_deref().unwrap_or("?");
-                let why = match t.ends {
-                    [_, None, _, _] => format!("no node registered {age} after purchase"),
-                    [_, Some(_), None, _] => format!("node {node} not Ready {age} after purchase"),
-                    _ => format!(
-                        "node {node} Ready but no allocatable GPUs {age} after purchase \
-                         (GPU driver or device plugin not up)"
-                    ),
-                };
-                Some((id.clone(), why))
-            })
-            .collect();
-        out.sort();
-        out
+    /// Why the instance `provider_id` is still not schedulable `deadline`
+    /// after purchase, if it is not.
+    pub fn stuck(&self, provider_id: &str, now: SystemTime, deadline: Duration) -> Option<String> {
+        let t = self.by_provider.get(provider_id)?;
+        if t.done || t.group.is_none() {
+            return None;
+        }
+        let age = now.duration_since(t.launched?).ok()?;
+        if age <= deadline {
+            return None;
+        }
+        let age = humantime::format_duration(Duration::from_secs(age.as_secs()));
+        let node = t.node.as_deref().unwrap_or("?");
+        Some(match t.ends {
+            [_, None, _, _] => format!("no node registered {age} after purchase"),
+            [_, Some(_), None, _] => format!("node {node} not Ready {age} after purchase"),
+            _ => format!(
+                "node {node} Ready but no allocatable GPUs {age} after purchase \
+                 (GPU driver or device plugin not up)"
+            ),
+        })
     }
 }

@@ -209,9 +209,7 @@ impl Fleet {
             );
         }
         let unmanaged = unmanaged.values().sum();
-        for (i, listed) in per_group.iter().enumerate() {
-            self.boots.instances_listed(i, listed, now);
-        }
+        self.boots.instances_listed(&per_group, now);
         let work = {
             let mut inner = self.lock();
             let work: Vec<_> = per_group

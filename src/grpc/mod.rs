@@ -381,17 +381,17 @@ impl CloudProvider for Service {
                         .boots()
                         .provision_deadline(index, crate::options::CA_DEFAULT_MAX_NODE_PROVISION)
                 });
-            let stuck: std::collections::HashMap<String, String> = self
-                .fleet
-                .boots()
-                .stuck(index, self.fleet.clock().now(), deadline)
-                .into_iter()
-                .collect();
+            let instances = &snapshot.groups[index].instances;
+            let stuck = self.fleet.boots().stuck(
+                instances.iter().map(|i| i.provider_id.as_str()),
+                self.fleet.clock().now(),
+                deadline,
+            );
             Ok(NodeGroupNodesResponse {
-                instances: snapshot.groups[index]
-                    .instances
+                instances: instances
                     .iter()
-                    .map(|view| match stuck.get(view.provider_id.as_str()) {
+                    .zip(&stuck)
+                    .map(|(view, stuck)| match stuck {
                         Some(why) if view.error.is_none() && view.state != NodeState::Deleting => {
                             convert::instance(&InstanceView {
                                 state: NodeState::Creating,
