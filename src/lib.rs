@@ -18,6 +18,7 @@ pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod options;
+pub mod preprovision;
 pub mod pricing;
 pub mod quantity;
 pub mod server;

@@ -99,6 +99,13 @@ pub struct GroupLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DemandLabels {
+    group: String,
+    kind: &'static str,
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CloudLabels {
     operation: &'static str,
     outcome: &'static str,
@@ -127,12 +134,14 @@ pub struct Metrics {
     cloud_calls: Family<CloudLabels, Counter>,
     last_sync: Gauge<f64, AtomicU64>,
     sync_failures: Counter,
-    unmanaged: Gauge,
+    orphans: Gauge,
     group_cost: Family<GroupLabels, Gauge<f64, AtomicU64>>,
     pool_cost: Gauge<f64, AtomicU64>,
     prices_as_of: Gauge<f64, AtomicU64>,
     price_refreshes: Family<CloudLabels, Counter>,
     boot_seconds: Family<BootLabels, Histogram>,
+    floor: Family<GroupLabels, Gauge>,
+    floor_demand: Family<DemandLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -215,11 +224,11 @@ impl Metrics {
             "Syncs with the cloud that failed; the last good state was kept",
             sync_failures.clone(),
         );
-        let unmanaged = Gauge::default();
+        let orphans = Gauge::default();
         registry.register(
-            "unmanaged_instances",
-            "Instances running for node groups that are not in the config (orphans: they cost money and nobody scales them)",
-            unmanaged.clone(),
+            "orphan_instances",
+            "Live instances with the cluster's tag whose group is not in the config, or that carry no group (orphans: they cost money and nobody scales them)",
+            orphans.clone(),
         );
         let group_cost = Family::<GroupLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
@@ -252,6 +261,18 @@ impl Metrics {
             "Observed boots per group and phase (running, registered, ready, gpu_allocatable: each phase's own time; total: purchase to schedulable GPU)",
             boot_seconds.clone(),
         );
+        let floor = Family::<GroupLabels, Gauge>::default();
+        registry.register(
+            "node_group_floor",
+            "Pre-provisioning floor: nodes the group is held at ahead of foreseen demand (its minSize for CA is the larger of this and its configured min)",
+            floor.clone(),
+        );
+        let floor_demand = Family::<DemandLabels, Gauge>::default();
+        registry.register(
+            "preprovision_demand_nodes",
+            "Nodes each active pre-provisioning reason asks of a group (kind: schedule or cronjob; source: the schedule's name or the CronJob's namespace/name)",
+            floor_demand.clone(),
+        );
         Self {
             registry,
             rpc_total,
@@ -264,13 +285,43 @@ impl Metrics {
             cloud_calls,
             last_sync,
             sync_failures,
-            unmanaged,
+            orphans,
             group_cost,
             pool_cost,
             prices_as_of,
             price_refreshes,
             boot_seconds,
+            floor,
+            floor_demand,
         }
+    }
+
+    pub fn set_floor(&self, group: &str, nodes: u32) {
+        self.floor
+            .get_or_create(&GroupLabels {
+                group: group.to_owned(),
+            })
+            .set(nodes.into());
+    }
+
+    /// One pre-provisioning reason is active.
+    pub fn set_floor_demand(&self, group: &str, kind: &'static str, source: &str, nodes: u32) {
+        self.floor_demand
+            .get_or_create(&DemandLabels {
+                group: group.to_owned(),
+                kind,
+                source: source.to_owned(),
+            })
+            .set(nodes.into());
+    }
+
+    /// A reason ended: its series goes, so the family holds only live ones.
+    pub fn clear_floor_demand(&self, group: &str, kind: &'static str, source: &str) {
+        self.floor_demand.remove(&DemandLabels {
+            group: group.to_owned(),
+            kind,
+            source: source.to_owned(),
+        });
     }
 
     /// One boot phase of a group took `took`.
@@ -352,10 +403,9 @@ impl Metrics {
             .inc();
     }
 
-    pub fn synced(&self, unix_seconds: f64, unmanaged: usize) {
+    pub fn synced(&self, unix_seconds: f64, orphans: usize) {
         self.last_sync.set(unix_seconds);
-        self.unmanaged
-            .set(i64::try_from(unmanaged).unwrap_or(i64::MAX));
+        self.orphans.set(i64::try_from(orphans).unwrap_or(i64::MAX));
     }
 
     pub fn sync_failed(&self) {

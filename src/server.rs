@@ -96,8 +96,24 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
         tracing::warn!(error = %e, "first sync with the cloud failed; not ready until one succeeds");
     }
 
+    let floors = Arc::new(crate::preprovision::Floors::new(
+        crate::preprovision::plans(fleet.specs()),
+        crate::preprovision::cronjob::candidates(
+            fleet.specs(),
+            crate::template::TemplateContext {
+                region: &config.region,
+                gpu_label: &config.gpu_label,
+            },
+            &prices.load(),
+            fleet.clock().now(),
+        ),
+        fleet.boots().clone(),
+        metrics.clone(),
+    ));
+    floors.evaluate(fleet.clock().now());
     let service = Service::new(
         fleet.clone(),
+        floors.clone(),
         ServiceSettings {
             region: config.region.clone(),
             gpu_label: config.gpu_label.clone(),
@@ -134,8 +150,12 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
         Some(k) => {
             crate::cluster::attach(
                 k,
-                fleet.boots().clone(),
+                crate::cluster::Watched {
+                    boots: fleet.boots().clone(),
+                    floors: floors.clone(),
+                },
                 fleet.clock().clone(),
+                config.server.preprovision_interval,
                 cancel.clone(),
             )
             .await?
@@ -197,6 +217,19 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
                             tracing::warn!(error = %e, "price refresh failed; keeping the last good prices");
                         }
                     }
+                }
+            },
+        )),
+        // Floors move with the clock, the boot models and the CronJobs.
+        tokio::spawn(every(
+            config.server.preprovision_interval,
+            cancel.clone(),
+            {
+                let floors = floors.clone();
+                let clock = fleet.clock().clone();
+                move || {
+                    floors.evaluate(clock.now());
+                    std::future::ready(())
                 }
             },
         )),

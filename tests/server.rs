@@ -576,9 +576,7 @@ async fn instances_of_groups_no_longer_configured_are_reported() {
     let h = Harness::start_with_clock(&config_yaml(GROUPS, &extra), clock).await;
     let (_, metrics) = http(h.server.http_addr, "GET", "/metrics").await;
     assert!(
-        metrics
-            .lines()
-            .any(|l| l == "gpupool_unmanaged_instances 2"),
+        metrics.lines().any(|l| l == "gpupool_orphan_instances 2"),
         "{metrics}"
     );
     h.stop().await;

@@ -47,6 +47,8 @@ async fn collect(client: &mut CloudProviderClient<Channel>) -> anyhow::Result<St
             "DELETING",
             "$/NODE-HOUR",
             "$/HOUR",
+            "BOOT P50/P90/P99",
+            "FLOOR",
         ]
         .map(String::from)
         .to_vec(),
@@ -104,9 +106,56 @@ async fn collect(client: &mut CloudProviderClient<Channel>) -> anyhow::Result<St
                 deleting.to_string(),
                 money(price),
                 money(price.map(|p| p * f64::from(ready + creating))),
+                boot_column(&g.debug),
+                floor_column(&g.debug),
             ]
             .to_vec(),
         );
     }
     Ok(super::table(&rows))
+}
+
+/// `boot p50 4m, p90 6m, p99 8m (12 boots)` in NodeGroups' debug, as
+/// `4m/6m/8m (12 boots)`.
+fn boot_column(debug: &str) -> String {
+    let Some(boot) = debug
+        .split("; ")
+        .find_map(|part| part.strip_prefix("boot "))
+    else {
+        return "-".to_owned();
+    };
+    let (quantiles, basis) = boot.split_once(" (").unwrap_or((boot, ""));
+    let values: Vec<&str> = quantiles
+        .split(", ")
+        .filter_map(|q| q.split_once(' ').map(|(_, v)| v))
+        .collect();
+    match basis.strip_suffix(')') {
+        Some(basis) => format!("{} ({basis})", values.join("/")),
+        None => values.join("/"),
+    }
+}
+
+/// The floor, last in NodeGroups' debug: `4: 4 until 19:00 CET: schedule
+/// 'weekday-office'`, or `0 (next: …)`.
+fn floor_column(debug: &str) -> String {
+    debug
+        .split_once("; floor ")
+        .map_or_else(|| "-".to_owned(), |(_, floor)| floor.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_and_floor_columns_come_from_the_debug_string() {
+        let debug = "l4 (gpu-1x-l4) in us-east-1a [on-demand]; boot p50 4m 10s, p90 6m, p99 8m (12 boots); floor 4: 4 until 19:00 CET: schedule 'weekday-office'";
+        assert_eq!(boot_column(debug), "4m 10s/6m/8m (12 boots)");
+        assert_eq!(
+            floor_column(debug),
+            "4: 4 until 19:00 CET: schedule 'weekday-office'"
+        );
+        assert_eq!(boot_column("old server"), "-");
+        assert_eq!(floor_column("old server"), "-");
+    }
 }

@@ -1,12 +1,15 @@
 //! The cluster's Kubernetes API: the client ([`connect`]), the Node watch
-//! that times boots ([`nodes`]), and the ConfigMap that keeps the
-//! boot-latency models across restarts ([`store`]).
+//! that times boots ([`nodes`]), the ConfigMap that keeps the
+//! boot-latency models across restarts ([`store`]), and the CronJob watch
+//! that foresees GPU demand ([`cronjobs`]).
 
+pub mod cronjobs;
 pub mod nodes;
 pub mod store;
 
 use crate::boot::Boots;
 use crate::config::KubernetesConfig;
+use crate::preprovision::Floors;
 use gpupool_cloud::Clock;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,15 +57,25 @@ pub async fn connect(config: &KubernetesConfig) -> Result<kube::Client, ClusterE
     kube::Client::try_from(client_config).map_err(|e| ClusterError::Client(e.to_string()))
 }
 
-/// Connects, restores the saved boot models, and starts the Node watch and
-/// the periodic save (a last save at `cancel`). A ConfigMap that cannot be
-/// read leaves the priors in place and is logged, not fatal.
+/// What the cluster's objects feed.
+#[derive(Clone, Debug)]
+pub struct Watched {
+    pub boots: Arc<Boots>,
+    pub floors: Arc<Floors>,
+}
+
+/// Connects, restores the saved boot models, and starts the Node watch, the
+/// periodic save (a last save at `cancel`), the CronJob watch and the check
+/// on CronJob runs (every `run_check`). A ConfigMap that cannot be read
+/// leaves the priors in place and is logged, not fatal.
 pub async fn attach(
     config: &KubernetesConfig,
-    boots: Arc<Boots>,
+    watched: Watched,
     clock: Arc<dyn Clock>,
+    run_check: Duration,
     cancel: CancellationToken,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, ClusterError> {
+    let Watched { boots, floors } = watched;
     let client = connect(config).await?;
     let store = store::ModelStore::new(client.clone(), &config.namespace, &config.state_configmap);
     match store.load().await {
@@ -74,7 +87,25 @@ pub async fn attach(
             tracing::warn!(error = %e, "boot-latency models not restored; starting from the priors")
         }
     }
-    let watch = tokio::spawn(nodes::watch(client, boots.clone(), clock, cancel.clone()));
+    let watch = tokio::spawn(nodes::watch(
+        client.clone(),
+        boots.clone(),
+        clock.clone(),
+        cancel.clone(),
+    ));
+    let cronjobs = tokio::spawn(cronjobs::watch(
+        client.clone(),
+        floors.clone(),
+        clock.clone(),
+        cancel.clone(),
+    ));
+    let runs = tokio::spawn(cronjobs::check_runs(
+        client,
+        floors,
+        clock,
+        run_check,
+        cancel.clone(),
+    ));
     let save = tokio::spawn(async move {
         let mut tick = tokio::time::interval(SAVE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -95,5 +126,5 @@ pub async fn attach(
             }
         }
     });
-    Ok(vec![watch, save])
+    Ok(vec![watch, save, cronjobs, runs])
 }

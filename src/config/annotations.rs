@@ -4,6 +4,8 @@
 //! silently do nothing). Keys under other prefixes are left alone.
 
 use crate::gpu::sharing::{self, MigStrategy, SharingSpec};
+use crate::preprovision::Schedule;
+use crate::preprovision::time::{Tz, parse_tz};
 use gpupool_cloud::PurchaseOption;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,8 +23,11 @@ pub struct GroupAnnotations {
     pub capacity_type: Option<PurchaseOption>,
     /// `gpupool.dev/boot-latency`: prior for the boot-latency model.
     pub boot_latency: Option<Duration>,
-    /// `gpupool.dev/preprovision`: scheduled minimum, `<cron> for <duration>: <count>`.
-    pub preprovision: Option<Preprovision>,
+    /// `gpupool.dev/preprovision`: scheduled floors,
+    /// `[name=]<cron> for <duration>: <count>`, `;`-separated.
+    pub preprovision: Vec<Schedule>,
+    /// `gpupool.dev/time-zone`: the zone the schedules are read in.
+    pub time_zone: Option<Tz>,
     /// `gpupool.dev/gpu-sharing`, syntax only: checked against the GPU model
     /// when the config is validated.
     pub gpu_sharing: Option<SharingSpec>,
@@ -70,15 +75,6 @@ pub struct CaOptionOverrides {
     pub allow_non_atomic_scale_up_to_max: Option<bool>,
 }
 
-/// A scheduled minimum size.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Preprovision {
-    /// Five-field cron expression (minute hour day-of-month month day-of-week).
-    pub cron: String,
-    pub duration: Duration,
-    pub count: u32,
-}
-
 /// What a spot interruption triggers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interruption {
@@ -119,7 +115,8 @@ impl GroupAnnotations {
                     })
                 }
                 "boot-latency" => out.boot_latency = Some(duration(v).map_err(reject)?),
-                "preprovision" => out.preprovision = Some(preprovision(v).map_err(reject)?),
+                "preprovision" => out.preprovision = Schedule::parse_list(v).map_err(reject)?,
+                "time-zone" => out.time_zone = Some(parse_tz(v).map_err(reject)?),
                 "gpu-sharing" => out.gpu_sharing = Some(sharing::parse(v).map_err(reject)?),
                 "dra" => out.dra = boolean(v).map_err(reject)?,
                 "mig-strategy" => {
@@ -322,6 +319,7 @@ pub const KNOWN: &[&str] = &[
     "capacity-type",
     "boot-latency",
     "preprovision",
+    "time-zone",
     "gpu-sharing",
     "mig-strategy",
     "dra",
@@ -357,35 +355,4 @@ fn boolean(v: &str) -> Result<bool, String> {
         "false" => Ok(false),
         _ => Err(format!("{v:?} is not true or false")),
     }
-}
-
-/// `<minute> <hour> <day-of-month> <month> <day-of-week> for <duration>: <count>`
-fn preprovision(v: &str) -> Result<Preprovision, String> {
-    let form =
-        "expected \"<cron: 5 fields> for <duration>: <count>\", e.g. \"0 9 * * 1-5 for 10h: 4\"";
-    let (schedule, count) = v.rsplit_once(':').ok_or_else(|| form.to_owned())?;
-    let (cron, dur) = schedule
-        .rsplit_once(" for ")
-        .ok_or_else(|| form.to_owned())?;
-    let fields: Vec<_> = cron.split_whitespace().collect();
-    if fields.len() != 5
-        || !fields.iter().all(|f| {
-            f.bytes()
-                .all(|c| c.is_ascii_digit() || b"*/,-".contains(&c))
-        })
-    {
-        return Err(format!(
-            "cron {cron:?} must have 5 fields of digits, *, /, ',' and -; {form}"
-        ));
-    }
-    let duration = duration(dur.trim())?;
-    let count = count
-        .trim()
-        .parse::<u32>()
-        .map_err(|_| format!("count {:?} is not a whole number; {form}", count.trim()))?;
-    Ok(Preprovision {
-        cron: fields.join(" "),
-        duration,
-        count,
-    })
 }

@@ -11,6 +11,7 @@ pub use annotations::{
 };
 
 use crate::gpu::sharing::{self, Sharing};
+use crate::preprovision::time::{Tz, parse_tz};
 
 use gpupool_cloud::{GroupId, InstanceType, PurchaseOption};
 use gpupool_sim::SimConfig;
@@ -101,7 +102,15 @@ pub struct Config {
     /// models' ConfigMap. Absent: gpupool runs without the cluster.
     #[serde(default)]
     pub kubernetes: Option<KubernetesConfig>,
+    /// IANA time zone that `gpupool.dev/preprovision` schedules are read in,
+    /// unless a group sets `gpupool.dev/time-zone`.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
     pub node_groups: Vec<NodeGroupConfig>,
+}
+
+fn default_time_zone() -> String {
+    "UTC".to_owned()
 }
 
 fn default_gpu_label() -> String {
@@ -135,6 +144,10 @@ pub struct ServerConfig {
     /// last good prices are kept when a refresh fails.
     #[serde(with = "humantime_serde")]
     pub price_refresh_interval: Duration,
+    /// How often pre-provisioning floors are re-evaluated (and CronJob runs'
+    /// pods checked).
+    #[serde(with = "humantime_serde")]
+    pub preprovision_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -149,6 +162,7 @@ impl Default for ServerConfig {
             refresh_timeout: Duration::from_secs(3),
             sync_interval: Duration::from_secs(30),
             price_refresh_interval: Duration::from_secs(3600),
+            preprovision_interval: Duration::from_secs(10),
         }
     }
 }
@@ -268,6 +282,8 @@ pub struct GroupSpec {
     /// Resources set by CA's node-template keys: override capacity and
     /// allocatable in the template.
     pub resources: BTreeMap<String, String>,
+    /// The zone the group's pre-provisioning schedules are read in.
+    pub time_zone: Tz,
 }
 
 impl Config {
@@ -333,6 +349,11 @@ impl Config {
                 Duration::from_secs(1),
             ),
             (
+                "server.preprovision_interval",
+                self.server.preprovision_interval,
+                Duration::from_millis(10),
+            ),
+            (
                 "server.price_refresh_interval",
                 self.server.price_refresh_interval,
                 Duration::from_secs(60),
@@ -349,6 +370,8 @@ impl Config {
                 ));
             }
         }
+        let time_zone = parse_tz(&self.time_zone)
+            .map_err(|reason| ConfigError::invalid("time_zone", reason))?;
         if self.node_groups.is_empty() {
             return Err(ConfigError::invalid(
                 "node_groups",
@@ -363,7 +386,7 @@ impl Config {
                 if !seen.insert(g.id.as_str()) {
                     return Err(ConfigError::group(&g.id, "id", "declared twice"));
                 }
-                g.validate(catalog, zones)
+                g.validate(catalog, zones, time_zone)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(specs)
@@ -375,6 +398,7 @@ impl NodeGroupConfig {
         &self,
         catalog: &[InstanceType],
         region_zones: Option<&[String]>,
+        default_tz: Tz,
     ) -> Result<GroupSpec, ConfigError> {
         let id = &self.id;
         let err = |key: &str, reason: String| ConfigError::group(id, key, reason);
@@ -442,6 +466,20 @@ impl NodeGroupConfig {
         }
         let annotations = GroupAnnotations::parse(&self.annotations)
             .map_err(|(key, reason)| err(&format!("annotations.{key}"), reason))?;
+        if let Some(s) = annotations
+            .preprovision
+            .iter()
+            .find(|s| s.count > self.max_size)
+        {
+            return Err(err(
+                "annotations.gpupool.dev/preprovision",
+                format!(
+                    "schedule '{}' asks for {} nodes, more than max_size {}",
+                    s.name, s.count, self.max_size
+                ),
+            ));
+        }
+        let time_zone = annotations.time_zone.unwrap_or(default_tz);
         let sharing_key = "annotations.gpupool.dev/gpu-sharing";
         let sharing = match &annotations.gpu_sharing {
             Some(spec) => sharing::resolve(
@@ -497,6 +535,7 @@ impl NodeGroupConfig {
             annotations,
             sharing,
             resources,
+            time_zone,
         })
     }
 

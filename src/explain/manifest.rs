@@ -353,6 +353,12 @@ fn requirement(r: &NodeSelectorRequirement) -> Requirement {
     }
 }
 
+/// The scheduler's view of a pod spec in `namespace`, with no claim specs
+/// at hand (claims are known by name only).
+pub fn pod_shape(spec: &PodSpec, namespace: &str) -> Result<PodShape, BadResource> {
+    shape(spec, namespace, &ClaimSpecs::default())
+}
+
 /// The scheduler's view of a pod spec in `namespace`.
 fn shape(spec: &PodSpec, namespace: &str, claims: &ClaimSpecs) -> Result<PodShape, BadResource> {
     let containers: Vec<_> = spec.containers.iter().map(container).collect();

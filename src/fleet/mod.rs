@@ -188,7 +188,9 @@ impl Fleet {
         };
         let now = self.clock.now();
         let mut per_group: Vec<Vec<_>> = vec![Vec::new(); self.specs.len()];
-        let mut unmanaged = std::collections::BTreeMap::<GroupId, usize>::new();
+        // Orphans: live instances with the cluster's tag and no configured
+        // group (removed from the config, or never tagged with one).
+        let mut orphans = std::collections::BTreeMap::<GroupId, usize>::new();
         for instance in listed {
             match self.index.get(&instance.group) {
                 Some(&i) => per_group[i].push(instance),
@@ -197,18 +199,18 @@ impl Fleet {
                     gpupool_cloud::InstanceState::Pending | gpupool_cloud::InstanceState::Running
                 ) =>
                 {
-                    *unmanaged.entry(instance.group).or_default() += 1;
+                    *orphans.entry(instance.group).or_default() += 1;
                 }
                 None => {}
             }
         }
-        if !unmanaged.is_empty() {
+        if !orphans.is_empty() {
             tracing::warn!(
-                ?unmanaged,
-                "instances running for node groups that are not configured; delete them or configure the groups"
+                orphans = ?orphans,
+                "orphan instances: running with the cluster's tag for node groups that are not configured (\"\" = no group tag); delete them or configure the groups"
             );
         }
-        let unmanaged = unmanaged.values().sum();
+        let orphans = orphans.values().sum();
         self.boots.instances_listed(&per_group, now);
         let work = {
             let mut inner = self.lock();
@@ -221,7 +223,7 @@ impl Fleet {
             self.publish(&mut inner, 0..self.specs.len());
             work
         };
-        self.metrics.synced(unix_seconds(now), unmanaged);
+        self.metrics.synced(unix_seconds(now), orphans);
         for (index, work) in work {
             self.dispatch(index, work);
         }

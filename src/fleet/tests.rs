@@ -26,6 +26,7 @@ fn spec(min: u32, max: u32) -> Arc<GroupSpec> {
         annotations: GroupAnnotations::default(),
         sharing: crate::gpu::sharing::Sharing::none(),
         resources: Default::default(),
+        time_zone: crate::preprovision::Tz::UTC,
     })
 }
 

@@ -9,6 +9,7 @@ pub use convert::{OTHER_ERROR_CLASS, OUT_OF_RESOURCES_CLASS};
 use crate::config::OptionsMode;
 use crate::fleet::{Fleet, InstanceView, NodeRef, NodeState};
 use crate::metrics::{Metrics, Rpc};
+use crate::preprovision::Floors;
 use crate::pricing::{self, PricedGroup, Prices};
 use crate::proto::cloud_provider_server::CloudProvider;
 use crate::proto::*;
@@ -38,6 +39,8 @@ struct GroupCard {
 
 pub struct Service {
     fleet: Arc<Fleet>,
+    /// Pre-provisioning floors: raise the minSize CA is told.
+    floors: Arc<Floors>,
     cards: Vec<GroupCard>,
     /// Each group with its template node, for pod pricing.
     priced: Vec<PricedGroup>,
@@ -50,6 +53,7 @@ pub struct Service {
 impl Service {
     pub fn new(
         fleet: Arc<Fleet>,
+        floors: Arc<Floors>,
         settings: ServiceSettings,
         prices: Arc<Prices>,
         metrics: Arc<Metrics>,
@@ -93,6 +97,7 @@ impl Service {
             .collect();
         Self {
             fleet,
+            floors,
             cards,
             priced,
             settings,
@@ -140,8 +145,16 @@ impl CloudProvider for Service {
                     .enumerate()
                     .map(|(i, c)| {
                         let mut wire = c.wire.clone();
+                        let spec = &self.fleet.specs()[i];
+                        let min = self.floors.min_size(i, spec.min_size);
+                        wire.min_size = i32::try_from(min).unwrap_or(i32::MAX);
                         let q = boots.quantiles(i);
-                        wire.debug = format!("{}; {}", wire.debug, crate::boot::describe(&q));
+                        wire.debug = format!(
+                            "{}; {}; {}",
+                            wire.debug,
+                            crate::boot::describe(&q),
+                            self.floors.floor(i).describe()
+                        );
                         wire
                     })
                     .collect(),
@@ -166,7 +179,13 @@ impl CloudProvider for Service {
                 .group_of(&node.provider_id, &node.name);
             Ok(NodeGroupForNodeResponse {
                 node_group: Some(match group {
-                    Some(i) => self.cards[i].wire.clone(),
+                    Some(i) => {
+                        let mut wire = self.cards[i].wire.clone();
+                        // The same minSize as NodeGroups, floor included.
+                        let min = self.floors.min_size(i, self.fleet.specs()[i].min_size);
+                        wire.min_size = i32::try_from(min).unwrap_or(i32::MAX);
+                        wire
+                    }
                     // "Not ours": CA ignores the node.
                     None => NodeGroup::default(),
                 }),
