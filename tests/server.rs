@@ -391,14 +391,30 @@ async fn gpupool_groups_prints_a_table_from_the_running_server() {
             "FAILED",
             "DELETING",
             "$/NODE-HOUR",
-            "$/HOUR"
+            "$/HOUR",
+            "BOOT-P50/P90/P99",
+            "FLOOR"
         ]
     );
     let row: Vec<_> = text.lines().nth(1).unwrap().split_whitespace().collect();
     // 3 spot L4s booting at $0.39/h each.
     assert_eq!(
         row,
-        ["l4", "0", "10", "3", "0", "3", "0", "0", "0.39", "1.17"]
+        [
+            "l4",
+            "0",
+            "10",
+            "3",
+            "0",
+            "3",
+            "0",
+            "0",
+            "0.39",
+            "1.17",
+            "8m/10m/12m",
+            "(prior)",
+            "0"
+        ]
     );
     h.stop().await;
 

@@ -47,7 +47,7 @@ async fn collect(client: &mut CloudProviderClient<Channel>) -> anyhow::Result<St
             "DELETING",
             "$/NODE-HOUR",
             "$/HOUR",
-            "BOOT P50/P90/P99",
+            "BOOT-P50/P90/P99",
             "FLOOR",
         ]
         .map(String::from)

@@ -1,8 +1,13 @@
 //! A local Kubernetes API server for what gpupool uses, in the API's REST
 //! shapes (see the API reference: Node and ConfigMap, list/watch, Status):
-//! - `GET /api/v1/nodes` lists (`NodeList` with `metadata.resourceVersion`),
-//!   and with `watch=true` streams `WatchEvent` lines (`{"type","object"}`)
-//!   of every change after the given `resourceVersion`;
+//! - `GET /api/v1/nodes` and `GET /apis/batch/v1/cronjobs` (every
+//!   namespace) list (`NodeList`/`CronJobList` with
+//!   `metadata.resourceVersion`), and with `watch=true` stream `WatchEvent`
+//!   lines (`{"type","object"}`: ADDED, MODIFIED, DELETED) of every change
+//!   after the given `resourceVersion`;
+//! - `GET /api/v1/namespaces/{ns}/pods` lists the namespace's pods, filtered
+//!   by an equality `labelSelector` (`k=v,k2=v2`; other selector forms get
+//!   400 BadRequest here, as a malformed one does from the real server);
 //! - `GET|PUT /api/v1/namespaces/{ns}/configmaps/{name}` and `POST
 //!   /api/v1/namespaces/{ns}/configmaps`: 404 NotFound, 409 AlreadyExists,
 //!   and 409 Conflict for a replace carrying a stale resourceVersion.
@@ -24,6 +29,13 @@ struct Inner {
     nodes: BTreeMap<String, Value>,
     /// Every node change: (resourceVersion, type, object).
     log: Vec<(u64, &'static str, Value)>,
+    /// CronJobs by `ns/name`, and their changes.
+    cronjobs: BTreeMap<String, Value>,
+    cronjob_log: Vec<(u64, &'static str, Value)>,
+    /// Pods by `(ns, name)`.
+    pods: BTreeMap<(String, String), Value>,
+    /// Pod lists asked for: (namespace, labelSelector).
+    pod_lists: Vec<(String, String)>,
     configmaps: BTreeMap<(String, String), Value>,
     /// Replaces answered 409 Conflict before the next one is taken.
     conflicts: u32,
@@ -64,6 +76,8 @@ impl KubeApi {
         };
         let app = axum::Router::new()
             .route("/api/v1/nodes", axum::routing::get(nodes))
+            .route("/apis/batch/v1/cronjobs", axum::routing::get(cronjobs))
+            .route("/api/v1/namespaces/{ns}/pods", axum::routing::get(pods))
             .route(
                 "/api/v1/namespaces/{ns}/configmaps",
                 axum::routing::post(create_configmap),
@@ -134,6 +148,67 @@ impl KubeApi {
         self.changed.notify_waiters();
     }
 
+    /// Adds or changes a CronJob (`metadata.namespace` and `.name` set).
+    pub fn put_cronjob(&self, mut cj: Value) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.rv += 1;
+        let rv = inner.rv;
+        let key = format!(
+            "{}/{}",
+            cj["metadata"]["namespace"].as_str().unwrap(),
+            cj["metadata"]["name"].as_str().unwrap()
+        );
+        cj["apiVersion"] = json!("batch/v1");
+        cj["kind"] = json!("CronJob");
+        cj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        cj["metadata"]["uid"] = json!(format!("uid-{key}"));
+        let kind = if inner.cronjobs.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        inner.cronjobs.insert(key, cj.clone());
+        inner.cronjob_log.push((rv, kind, cj));
+        drop(inner);
+        self.changed.notify_waiters();
+    }
+
+    pub fn delete_cronjob(&self, ns: &str, name: &str) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.rv += 1;
+        let rv = inner.rv;
+        let Some(mut cj) = inner.cronjobs.remove(&format!("{ns}/{name}")) else {
+            return;
+        };
+        cj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        inner.cronjob_log.push((rv, "DELETED", cj));
+        drop(inner);
+        self.changed.notify_waiters();
+    }
+
+    /// Adds or changes a Pod with `labels`, bound to `node` if given.
+    pub fn put_pod(&self, ns: &str, name: &str, labels: Value, node: Option<&str>) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.rv += 1;
+        let mut spec = json!({"containers": [{"name": "main", "image": "main"}]});
+        if let Some(n) = node {
+            spec["nodeName"] = json!(n);
+        }
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"namespace": ns, "name": name, "labels": labels,
+                "resourceVersion": inner.rv.to_string()},
+            "spec": spec,
+            "status": {"phase": if node.is_some() { "Running" } else { "Pending" }},
+        });
+        inner.pods.insert((ns.to_owned(), name.to_owned()), pod);
+    }
+
+    /// Every pod list asked for: (namespace, labelSelector).
+    pub fn pod_lists(&self) -> Vec<(String, String)> {
+        self.inner.lock().unwrap().pod_lists.clone()
+    }
+
     pub fn configmap(&self, ns: &str, name: &str) -> Option<Value> {
         let inner = self.inner.lock().unwrap();
         inner
@@ -152,13 +227,96 @@ impl KubeApi {
     }
 }
 
+/// Which watched collection a route serves.
+#[derive(Clone, Copy)]
+enum Kind {
+    Nodes,
+    CronJobs,
+}
+
+impl Kind {
+    fn items(self, inner: &Inner) -> Vec<Value> {
+        match self {
+            Kind::Nodes => inner.nodes.values().cloned().collect(),
+            Kind::CronJobs => inner.cronjobs.values().cloned().collect(),
+        }
+    }
+
+    fn log(self, inner: &Inner) -> &[(u64, &'static str, Value)] {
+        match self {
+            Kind::Nodes => &inner.log,
+            Kind::CronJobs => &inner.cronjob_log,
+        }
+    }
+
+    fn list_kind(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::Nodes => ("v1", "NodeList"),
+            Kind::CronJobs => ("batch/v1", "CronJobList"),
+        }
+    }
+}
+
 async fn nodes(State(api): State<KubeApi>, Query(q): Query<HashMap<String, String>>) -> Response {
+    list_or_watch(api, q, Kind::Nodes).await
+}
+
+async fn cronjobs(
+    State(api): State<KubeApi>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list_or_watch(api, q, Kind::CronJobs).await
+}
+
+async fn pods(
+    State(api): State<KubeApi>,
+    Path(ns): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let selector = q.get("labelSelector").cloned().unwrap_or_default();
+    let mut wanted = Vec::new();
+    for term in selector.split(',').filter(|t| !t.is_empty()) {
+        match term.split_once('=') {
+            Some((k, v)) if !k.ends_with('!') && !v.starts_with('=') => wanted.push((k, v)),
+            _ => {
+                return status(
+                    400,
+                    "BadRequest",
+                    format!("unable to parse requirement: {term:?} (this server takes k=v only)"),
+                );
+            }
+        }
+    }
+    let mut inner = api.inner.lock().unwrap();
+    inner.pod_lists.push((ns.clone(), selector.clone()));
+    let items: Vec<Value> = inner
+        .pods
+        .iter()
+        .filter(|((n, _), _)| *n == ns)
+        .map(|(_, p)| p)
+        .filter(|p| {
+            wanted
+                .iter()
+                .all(|(k, v)| p["metadata"]["labels"][*k].as_str() == Some(*v))
+        })
+        .cloned()
+        .collect();
+    let list = json!({
+        "apiVersion": "v1", "kind": "PodList",
+        "metadata": {"resourceVersion": inner.rv.to_string()},
+        "items": items,
+    });
+    ([("content-type", "application/json")], list.to_string()).into_response()
+}
+
+async fn list_or_watch(api: KubeApi, q: HashMap<String, String>, kind: Kind) -> Response {
     if q.get("watch").map(String::as_str) != Some("true") {
         let inner = api.inner.lock().unwrap();
+        let (version, list_kind) = kind.list_kind();
         let list = json!({
-            "apiVersion": "v1", "kind": "NodeList",
+            "apiVersion": version, "kind": list_kind,
             "metadata": {"resourceVersion": inner.rv.to_string()},
-            "items": inner.nodes.values().cloned().collect::<Vec<_>>(),
+            "items": kind.items(&inner),
         });
         return ([("content-type", "application/json")], list.to_string()).into_response();
     }
@@ -166,7 +324,7 @@ async fn nodes(State(api): State<KubeApi>, Query(q): Query<HashMap<String, Strin
         .get("resourceVersion")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let stream = futures_util::stream::unfold((api, from), |(api, seen)| async move {
+    let stream = futures_util::stream::unfold((api, from), move |(api, seen)| async move {
         let changed = api.changed.clone();
         loop {
             let notified = changed.notified();
@@ -174,7 +332,10 @@ async fn nodes(State(api): State<KubeApi>, Query(q): Query<HashMap<String, Strin
             notified.as_mut().enable();
             let next = {
                 let inner = api.inner.lock().unwrap();
-                inner.log.iter().find(|(rv, _, _)| *rv > seen).cloned()
+                kind.log(&inner)
+                    .iter()
+                    .find(|(rv, _, _)| *rv > seen)
+                    .cloned()
             };
             if let Some((rv, kind, object)) = next {
                 let line = format!("{}\n", json!({"type": kind, "object": object}));
