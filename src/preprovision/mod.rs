@@ -226,8 +226,9 @@ impl Floors {
         st.released.remove(key);
     }
 
-    /// Every CronJob known is replaced by `all` (a watch restart's relist).
+    /// The watch (re)listed: CronJobs not among `keys` are gone.
     pub fn cronjobs_relisted(&self, keys: &[String]) {
+        let keys: std::collections::BTreeSet<&String> = keys.iter().collect();
         let mut st = self.lock();
         st.cronjobs.retain(|k, _| keys.contains(k));
         st.skipped.retain(|k, _| keys.contains(k));
