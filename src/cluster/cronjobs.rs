@@ -106,10 +106,15 @@ pub async fn check_runs(
                 .await
             {
                 Ok(list) => {
+                    // A failed pod was scheduled once, but its replacement
+                    // may not be: it does not count.
                     let scheduled = list
                         .items
                         .iter()
                         .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
+                        .filter(|p| {
+                            p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Failed")
+                        })
                         .count();
                     if scheduled >= w.pods as usize {
                         floors.run_scheduled(&w.key, w.run);

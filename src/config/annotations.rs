@@ -337,9 +337,17 @@ pub const KNOWN: &[&str] = &[
     "allow-non-atomic-scale-up-to-max",
 ];
 
+/// The longest duration any key takes: no option means anything past it,
+/// and the bound keeps time arithmetic far from overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(31 * 86_400);
+
 fn duration(v: &str) -> Result<Duration, String> {
-    humantime::parse_duration(v)
-        .map_err(|e| format!("{v:?} is not a duration like 90s, 5m or 1h30m ({e})"))
+    let d = humantime::parse_duration(v)
+        .map_err(|e| format!("{v:?} is not a duration like 90s, 5m or 1h30m ({e})"))?;
+    if d > MAX_DURATION {
+        return Err(format!("{v:?} is longer than 31 days"));
+    }
+    Ok(d)
 }
 
 fn fraction(v: &str) -> Result<f64, String> {

@@ -7,7 +7,7 @@
 mod annotations;
 
 pub use annotations::{
-    CA_TEMPLATE_PREFIX, CaOptionOverrides, CaTemplate, GroupAnnotations, Interruption,
+    CA_TEMPLATE_PREFIX, CaOptionOverrides, CaTemplate, GroupAnnotations, Interruption, MAX_DURATION,
 };
 
 use crate::gpu::sharing::{self, Sharing};

@@ -6,8 +6,8 @@
 //! nodes for the whole run cost least per hour (CA's `price` expander), or
 //! the group the CronJob names in `gpupool.dev/node-group`.
 
-use super::schedule::parse_cron;
-use super::time::{Tz, at, instant, parse_tz};
+use super::schedule::{latest_at_or_before, next_after, parse_cron};
+use super::time::{Tz, parse_tz};
 use crate::fit::{self, GroupSize, NodeShape, PodShape, Resources};
 use croner::Cron;
 use k8s_openapi::api::batch::v1::CronJob;
@@ -43,6 +43,9 @@ pub struct Foreseen {
     pub starting_deadline: Option<Duration>,
     /// `status.lastScheduleTime`: the latest run the controller started.
     pub last_schedule: Option<SystemTime>,
+    /// `concurrencyPolicy: Allow` (the default): runs may overlap, each
+    /// with its own pods.
+    pub concurrent: bool,
 }
 
 impl Foreseen {
@@ -52,18 +55,19 @@ impl Foreseen {
 
     /// The first run strictly after `t`.
     pub fn run_after(&self, t: SystemTime) -> Option<SystemTime> {
-        self.cron
-            .find_next_occurrence(&at(t, self.tz), false)
-            .ok()
-            .map(|d| instant(&d))
+        next_after(&self.cron, t, self.tz)
     }
 
     /// The latest run at or before `t`.
     pub fn run_at_or_before(&self, t: SystemTime) -> Option<SystemTime> {
-        self.cron
-            .find_previous_occurrence(&at(t, self.tz), true)
-            .ok()
-            .map(|d| instant(&d))
+        latest_at_or_before(&self.cron, t, self.tz)
+    }
+
+    /// Whether the controller started the run at `run` (its
+    /// `lastScheduleTime` is that run's minute or later).
+    pub fn started(&self, run: SystemTime) -> bool {
+        self.last_schedule
+            .is_some_and(|l| super::time::unix_minutes(l) >= super::time::unix_minutes(run))
     }
 
     /// The Job the controller creates for the run at `run`.
@@ -117,7 +121,7 @@ pub fn read(
     };
     let pods = u32::try_from(pods).unwrap_or(0);
     if pods == 0 {
-        return Err(Skip::Suspended);
+        return Err(Skip::Template("runs no pods (parallelism 0)".into()));
     }
     let tz = match &spec.time_zone {
         Some(name) => parse_tz(name).map_err(Skip::TimeZone)?,
@@ -193,6 +197,10 @@ pub fn read(
             .as_ref()
             .and_then(|s| s.last_schedule_time.as_ref())
             .map(|t| SystemTime::from(t.0)),
+        concurrent: !matches!(
+            spec.concurrency_policy.as_deref(),
+            Some("Forbid") | Some("Replace")
+        ),
     })
 }
 

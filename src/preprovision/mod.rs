@@ -45,6 +45,8 @@ pub const RUN_GRACE: Duration = Duration::from_secs(300);
 pub struct Plan {
     pub id: String,
     pub max_size: u32,
+    /// `gpupool.dev/max-node-provision-time`, over the model's deadline.
+    pub provision_override: Option<Duration>,
     pub tz: Tz,
     pub schedules: Vec<Schedule>,
 }
@@ -311,60 +313,79 @@ impl Floors {
         for (key, cj) in cronjobs.iter() {
             let g = cj.group;
             let lead = leads[g];
-            let hold = self
-                .boots
-                .provision_deadline(g, CA_DEFAULT_MAX_NODE_PROVISION);
+            let hold = self.plans[g].provision_override.unwrap_or_else(|| {
+                self.boots
+                    .provision_deadline(g, CA_DEFAULT_MAX_NODE_PROVISION)
+            });
             let nodes = cj.nodes;
-            let noun = if nodes == 1 { "node" } else { "nodes" };
+            let noun = |n: u32| if n == 1 { "node" } else { "nodes" };
             let upcoming = cj.run_after(now);
-            if let Some(run) = upcoming
-                && run <= now + lead
+            let coming = upcoming.filter(|run| *run <= now + lead);
+            // The latest run, while its pods may still need the nodes.
+            let held = cj
+                .run_at_or_before(now)
+                .filter(|run| now < *run + hold && released.get(key) != Some(run))
+                .filter(|run| {
+                    let grace = cj.starting_deadline.unwrap_or(RUN_GRACE).min(hold);
+                    cj.started(*run) || now < *run + grace
+                });
+            if let Some(run) = held
+                && cj.started(run)
             {
-                floors[g].reasons.push(Reason {
+                waiting.push(Waiting {
+                    key: key.clone(),
+                    namespace: cj.namespace.clone(),
+                    job: cj.job_name(run),
+                    run,
+                    pods: cj.pods,
+                });
+            }
+            let clock = |t: SystemTime| time::clock(t, now, cj.tz);
+            let reason = match (held, coming) {
+                (Some(h), Some(c)) if cj.concurrent => Some((
+                    2 * nodes,
+                    format!(
+                        "{} {} for CronJob {key}: its {} run, until its pods are scheduled, and its {} run",
+                        2 * nodes,
+                        noun(2 * nodes),
+                        clock(h),
+                        clock(c)
+                    ),
+                )),
+                // Forbid or Replace: one run at a time needs the nodes.
+                (_, Some(c)) => Some((
+                    nodes,
+                    format!("{nodes} {} for CronJob {key} at {}", noun(nodes), clock(c)),
+                )),
+                (Some(h), None) => Some((
+                    nodes,
+                    format!(
+                        "{nodes} {} for CronJob {key}'s {} run, until its pods are scheduled",
+                        noun(nodes),
+                        clock(h)
+                    ),
+                )),
+                (None, None) => None,
+            };
+            match reason {
+                Some((n, text)) => floors[g].reasons.push(Reason {
                     kind: Kind::CronJob,
                     source: key.clone(),
-                    nodes,
-                    text: format!(
-                        "{nodes} {noun} for CronJob {key} at {}",
-                        time::clock(run, now, cj.tz)
-                    ),
-                });
-            } else if let Some(run) = cj.run_at_or_before(now)
-                && now < run + hold
-                && released.get(key) != Some(&run)
-            {
-                let started = cj.last_schedule.is_some_and(|l| l >= run);
-                let grace = cj.starting_deadline.unwrap_or(RUN_GRACE).min(hold);
-                if started || now < run + grace {
-                    floors[g].reasons.push(Reason {
-                        kind: Kind::CronJob,
-                        source: key.clone(),
-                        nodes,
-                        text: format!(
-                            "{nodes} {noun} for CronJob {key}'s {} run, until its pods are scheduled",
-                            time::clock(run, now, cj.tz)
-                        ),
-                    });
-                    if started {
-                        waiting.push(Waiting {
-                            key: key.clone(),
-                            namespace: cj.namespace.clone(),
-                            job: cj.job_name(run),
-                            run,
-                            pods: cj.pods,
-                        });
+                    nodes: n,
+                    text,
+                }),
+                None => {
+                    if let Some(run) = upcoming {
+                        let rise = run.checked_sub(lead).unwrap_or(run);
+                        let why = format!(
+                            "{nodes} {} at {}: CronJob {key} runs at {}",
+                            noun(nodes),
+                            clock(rise),
+                            clock(run)
+                        );
+                        soonest(&mut next[g], rise, why);
                     }
                 }
-            }
-            if floors[g].reasons.iter().all(|r| &r.source != key)
-                && let Some(run) = upcoming
-            {
-                let why = format!(
-                    "{nodes} {noun} at {}: CronJob {key} runs at {}",
-                    time::clock(run - lead, now, cj.tz),
-                    time::clock(run, now, cj.tz)
-                );
-                soonest(&mut next[g], run - lead, why);
             }
         }
         st.waiting = waiting;
@@ -436,6 +457,7 @@ pub fn plans(specs: &[Arc<crate::config::GroupSpec>]) -> Vec<Plan> {
         .map(|s| Plan {
             id: s.id.to_string(),
             max_size: s.max_size,
+            provision_override: s.annotations.ca_options.max_node_provision_time,
             tz: s.time_zone,
             schedules: s.annotations.preprovision.clone(),
         })

@@ -40,14 +40,92 @@ pub struct Window {
 
 const FORM: &str = "expected \"[name=]<cron> for <duration>: <count>\" (several separated by ';'), e.g. \"weekday-office=0 9 * * 1-5 for 10h: 4\"";
 
-/// Five fields only, as Kubernetes takes them.
+/// The macros Kubernetes' parser takes (besides `@every`, which is an
+/// interval, not a time of day).
+const MACROS: &[&str] = &[
+    "@yearly",
+    "@annually",
+    "@monthly",
+    "@weekly",
+    "@daily",
+    "@midnight",
+    "@hourly",
+];
+
+const NAMES: &[&str] = &[
+    "SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "JAN", "FEB", "MAR", "APR", "MAY", "JUN",
+    "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
+
+/// A cron as Kubernetes CronJobs take it: five fields of numbers, names,
+/// `*`, `?`, ranges, lists and steps, or a macro. croner's extensions
+/// (`L`, `W`, `#`, a leading `+`) are refused, and so is a pattern no date
+/// satisfies (`0 0 30 2 *`), which would never raise a floor.
 pub fn parse_cron(text: &str) -> Result<Cron, String> {
-    CronParser::builder()
+    let upper = text.trim().to_ascii_uppercase();
+    if upper.starts_with('@') {
+        if !MACROS.iter().any(|m| m.eq_ignore_ascii_case(text.trim())) {
+            return Err(format!(
+                "cron {text:?}: not a macro this takes ({})",
+                MACROS.join(", ")
+            ));
+        }
+    } else {
+        for field in upper.split_whitespace() {
+            let mut rest = field.to_owned();
+            for name in NAMES {
+                rest = rest.replace(name, "");
+            }
+            if let Some(c) = rest
+                .chars()
+                .find(|c| !(c.is_ascii_digit() || "*?/,-".contains(*c)))
+            {
+                return Err(format!(
+                    "cron {text:?}: {c:?} in {field:?} is not part of a Kubernetes cron field"
+                ));
+            }
+        }
+    }
+    let cron = CronParser::builder()
         .seconds(Seconds::Disallowed)
         .year(Year::Disallowed)
         .build()
         .parse(text)
-        .map_err(|e| format!("cron {text:?}: {e}"))
+        .map_err(|e| format!("cron {text:?}: {e}"))?;
+    // A Feb 29th pattern fires within 8 years; nothing later is a schedule.
+    let from = SystemTime::UNIX_EPOCH + Duration::from_secs(946_684_800); // 2000-01-01
+    match next_after(&cron, from, Tz::UTC) {
+        Some(t) if t < from + Duration::from_secs(9 * 366 * 86_400) => Ok(cron),
+        _ => Err(format!("cron {text:?} never fires")),
+    }
+}
+
+/// The first time `cron` fires strictly after `t` (whole seconds).
+pub fn next_after(cron: &Cron, t: SystemTime, tz: Tz) -> Option<SystemTime> {
+    let mut from = at(t, tz);
+    // Around a daylight-saving change croner may answer a time at or before
+    // the one asked; step past it.
+    for _ in 0..4 {
+        let found = cron.find_next_occurrence(&from, false).ok()?;
+        if instant(&found) > t {
+            return Some(instant(&found));
+        }
+        from = found + chrono::Duration::seconds(1);
+    }
+    None
+}
+
+/// The latest time `cron` fired at or before `t` (whole seconds).
+pub fn latest_at_or_before(cron: &Cron, t: SystemTime, tz: Tz) -> Option<SystemTime> {
+    let mut from = at(t, tz);
+    for _ in 0..4 {
+        let found = cron.find_previous_occurrence(&from, true).ok()?;
+        if instant(&found) <= t {
+            return Some(instant(&found));
+        }
+        from = found - chrono::Duration::seconds(1);
+    }
+    None
 }
 
 impl Schedule {
@@ -98,8 +176,10 @@ impl Schedule {
         let cron = parse_cron(&cron_text)?;
         let duration = humantime::parse_duration(dur.trim())
             .map_err(|e| format!("{entry:?}: duration {:?}: {e}", dur.trim()))?;
-        if duration.is_zero() {
-            return Err(format!("{entry:?}: the duration must be longer than zero"));
+        if duration.is_zero() || duration > crate::config::MAX_DURATION {
+            return Err(format!(
+                "{entry:?}: the duration must be longer than zero and at most 31 days"
+            ));
         }
         let count = count.trim().parse::<u32>().map_err(|_| {
             format!(
@@ -107,14 +187,6 @@ impl Schedule {
                 count.trim()
             )
         })?;
-        // A pattern no date satisfies (`0 0 30 2 *`) would never raise the
-        // floor: almost certainly a mistake.
-        if cron
-            .find_next_occurrence(&at(SystemTime::UNIX_EPOCH, Tz::UTC), false)
-            .is_err()
-        {
-            return Err(format!("cron {cron_text:?} never fires"));
-        }
         Ok(Self {
             name: name.map_or_else(|| cron_text.clone(), str::to_owned),
             cron_text,
@@ -127,21 +199,14 @@ impl Schedule {
     /// The window the floor holds for at `now`, if any: the latest start at or
     /// before `now + lead` whose window has not closed.
     pub fn window_at(&self, now: SystemTime, lead: Duration, tz: Tz) -> Option<Window> {
-        let start = self
-            .cron
-            .find_previous_occurrence(&at(now + lead, tz), true)
-            .ok()?;
-        let opens = instant(&start);
+        let opens = latest_at_or_before(&self.cron, now + lead, tz)?;
         let closes = opens + self.duration;
         (closes > now).then_some(Window { opens, closes })
     }
 
     /// When the floor next rises (the next start less `lead`), after `now`.
     pub fn next_rise(&self, now: SystemTime, lead: Duration, tz: Tz) -> Option<SystemTime> {
-        let start = self
-            .cron
-            .find_next_occurrence(&at(now + lead, tz), false)
-            .ok()?;
-        Some(instant(&start) - lead)
+        let start = next_after(&self.cron, now + lead, tz)?;
+        Some(start.checked_sub(lead).unwrap_or(start))
     }
 }

@@ -96,8 +96,16 @@ fn schedules_parse_with_names_and_refuse_what_is_wrong() {
         ("0 9 * * 1-5: 2", "no 'for <duration>'"),
         ("0 9 * * 1-5 for soon: 2", "duration \"soon\""),
         ("0 9 * * 1-5 for 0s: 2", "longer than zero"),
+        ("0 9 * * 1-5 for 500000000000y: 2", "at most 31 days"),
         ("0 9 * * 1-5 for 1h: -1", "not a whole number"),
         ("0 0 30 2 * for 1h: 1", "never fires"),
+        (
+            "0 9 L * * for 1h: 1",
+            "'L' in \"L\" is not part of a Kubernetes cron field",
+        ),
+        ("0 9 * * 1#2 for 1h: 1", "'#' in \"1#2\""),
+        ("0 9 * * +1 for 1h: 1", "'+' in \"+1\""),
+        ("@every 1h for 1h: 1", "not a macro this takes"),
         ("a b=0 9 * * * for 1h: 1", "schedule name \"a b\""),
         (
             "x=0 9 * * * for 1h: 1; x=0 10 * * * for 1h: 1",
@@ -402,7 +410,9 @@ fn a_cronjob_run_raises_the_floor_ahead_and_releases_it_when_its_pods_are_schedu
     let started =
         cronjob(serde_json::json!({"status": {"lastScheduleTime": "2026-11-24T02:00:00Z"}}));
     f.cronjob_seen(key, read(&f, &started));
-    f.evaluate(utc(24, 2, 3));
+    // A clock with a fraction of a second (as the wall clock has) finds
+    // the same whole-minute run.
+    f.evaluate(utc(24, 2, 3) + Duration::from_millis(250));
     assert_eq!(f.floor(0).nodes, 3);
     assert_eq!(
         f.floor(0).reasons[0].text,
@@ -464,4 +474,60 @@ fn cronjob_nodes_come_on_top_of_a_schedule() {
         fl.describe(),
         "floor 5: 2 until 04:00 UTC: schedule 'night' + 3 nodes for CronJob ml/nightly-eval at 02:00 UTC"
     );
+}
+
+#[test]
+fn overlapping_runs_count_twice_unless_the_cronjob_forbids_or_replaces() {
+    let specs = specs(GPU_GROUPS);
+    let f = floors(&specs, &[0.9, 1.2, 0.3]);
+    let key = "ml/nightly-eval";
+    // Every 15 minutes; the 12:00 run started and its pods are not all
+    // scheduled at 12:07, when the 12:15 run is within p90 (10m).
+    let every = |policy: &str| {
+        cronjob(serde_json::json!({
+            "spec": {"schedule": "*/15 * * * *", "concurrencyPolicy": policy},
+            "status": {"lastScheduleTime": "2026-11-24T12:00:00Z"}
+        }))
+    };
+    f.cronjob_seen(key, read(&f, &every("Allow")));
+    f.evaluate(utc(24, 12, 7));
+    assert_eq!(f.floor(0).nodes, 6);
+    assert_eq!(
+        f.floor(0).reasons[0].text,
+        "6 nodes for CronJob ml/nightly-eval: its 12:00 UTC run, until its pods are scheduled, and its 12:15 UTC run"
+    );
+    assert_eq!(
+        f.waiting().len(),
+        1,
+        "the started run's pods are still checked"
+    );
+    f.cronjob_seen(key, read(&f, &every("Forbid")));
+    f.evaluate(utc(24, 12, 7));
+    assert_eq!(f.floor(0).nodes, 3);
+    assert_eq!(f.waiting().len(), 1);
+}
+
+#[test]
+fn a_group_provision_time_override_bounds_how_long_a_run_is_held() {
+    let specs = specs(
+        "
+  - id: l4
+    min_size: 0
+    max_size: 10
+    instance_type: gpu-1x-l4
+    annotations:
+      gpupool.dev/boot-latency: 8m
+      gpupool.dev/max-node-provision-time: 40m
+",
+    );
+    let f = floors(&specs, &[1.0]);
+    let key = "ml/nightly-eval";
+    let started =
+        cronjob(serde_json::json!({"status": {"lastScheduleTime": "2026-11-24T02:00:00Z"}}));
+    f.cronjob_seen(key, read(&f, &started));
+    // The model's deadline would be 15m; the group says 40m.
+    f.evaluate(utc(24, 2, 39));
+    assert_eq!(f.floor(0).nodes, 3);
+    f.evaluate(utc(24, 2, 40));
+    assert_eq!(f.floor(0).nodes, 0);
 }

@@ -14,9 +14,14 @@ pub fn parse_tz(name: &str) -> Result<Tz, String> {
     })
 }
 
-/// `t` on the clocks of `tz`.
+/// `t` on the clocks of `tz`, to the whole second (cron times are whole
+/// minutes; a fraction would be carried into every time croner finds).
 pub fn at(t: SystemTime, tz: Tz) -> DateTime<Tz> {
-    DateTime::<Utc>::from(t).with_timezone(&tz)
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let whole = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    DateTime::<Utc>::from(whole).with_timezone(&tz)
 }
 
 pub fn instant<Z: chrono::TimeZone>(t: &DateTime<Z>) -> SystemTime {
