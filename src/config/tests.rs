@@ -111,6 +111,10 @@ fn bad_configs_name_the_group_key_and_reason() {
             "cron \"9am\": ",
         ),
         (
+            with_group_line("annotations: { gpupool.dev/boot-latency: 300000y }"),
+            "\"300000y\" is longer than 31 days",
+        ),
+        (
             with_group_line("annotations: { gpupool.dev/max-hourly-price: \"-3\" }"),
             "is not a positive price",
         ),
