@@ -24,3 +24,4 @@ pub mod quantity;
 pub mod server;
 pub mod template;
 pub mod tls;
+pub mod webhook;

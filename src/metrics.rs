@@ -99,6 +99,13 @@ pub struct GroupLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NoticeLabels {
+    source: &'static str,
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DemandLabels {
     group: String,
     kind: &'static str,
@@ -142,6 +149,7 @@ pub struct Metrics {
     boot_seconds: Family<BootLabels, Histogram>,
     floor: Family<GroupLabels, Gauge>,
     floor_demand: Family<DemandLabels, Gauge>,
+    notices: Family<NoticeLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -273,6 +281,12 @@ impl Metrics {
             "Nodes each active pre-provisioning reason asks of a group (kind: schedule or cronjob; source: the schedule's name or the CronJob's namespace/name)",
             floor_demand.clone(),
         );
+        let notices = Family::<NoticeLabels, Counter>::default();
+        registry.register(
+            "interruption_notices",
+            "Interruption notices received by source (aws, gcp, azure, generic), kind and outcome (accepted, duplicate, ours, not_ours)",
+            notices.clone(),
+        );
         Self {
             registry,
             rpc_total,
@@ -293,7 +307,18 @@ impl Metrics {
             boot_seconds,
             floor,
             floor_demand,
+            notices,
         }
+    }
+
+    pub fn notice(&self, source: &'static str, kind: &'static str, outcome: &'static str) {
+        self.notices
+            .get_or_create(&NoticeLabels {
+                source,
+                kind,
+                outcome,
+            })
+            .inc();
     }
 
     pub fn set_floor(&self, group: &str, nodes: u32) {

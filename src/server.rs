@@ -48,6 +48,8 @@ pub struct Backend {
 pub struct Server {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The interruption webhook, when configured.
+    pub webhook: Option<(SocketAddr, Arc<crate::webhook::Webhook>)>,
     pub fleet: Arc<Fleet>,
     pub metrics: Arc<Metrics>,
     cancel: CancellationToken,
@@ -181,6 +183,36 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
     let http =
         axum::serve(http_listener, routes).with_graceful_shutdown(cancel.clone().cancelled_owned());
 
+    let mut webhook = None;
+    let mut webhook_tasks = Vec::new();
+    if let Some(w) = &config.webhook {
+        let settings = w.settings()?;
+        let (hook, notices) =
+            crate::webhook::Webhook::new(settings, fleet.clock().clone(), metrics.clone());
+        let listener = bind("webhook", w.listen).await?;
+        let addr = listener.local_addr().map_err(|e| ServeError::Listen {
+            what: "webhook",
+            addr: w.listen,
+            reason: e.to_string(),
+        })?;
+        let app = hook
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let serve =
+            axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
+        webhook_tasks.push(tokio::spawn(async move {
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "webhook server stopped");
+            }
+        }));
+        webhook_tasks.push(tokio::spawn(crate::webhook::consume(
+            notices,
+            fleet.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        )));
+        webhook = Some((addr, hook));
+    }
     let mut tasks = vec![
         tokio::spawn(async move {
             if let Err(e) = grpc.await {
@@ -235,10 +267,12 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
         )),
     ];
     tasks.extend(cluster_tasks);
+    tasks.extend(webhook_tasks);
     tracing::info!(%grpc_addr, %http_addr, groups = fleet.specs().len(), "gpupool serving");
     Ok(Server {
         grpc_addr,
         http_addr,
+        webhook,
         fleet,
         metrics,
         cancel,

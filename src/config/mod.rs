@@ -102,6 +102,9 @@ pub struct Config {
     /// models' ConfigMap. Absent: gpupool runs without the cluster.
     #[serde(default)]
     pub kubernetes: Option<KubernetesConfig>,
+    /// The interruption webhook; absent: no webhook port.
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
     /// IANA time zone that `gpupool.dev/preprovision` schedules are read in,
     /// unless a group sets `gpupool.dev/time-zone`.
     #[serde(default = "default_time_zone")]
@@ -195,6 +198,39 @@ pub struct KubernetesConfig {
     /// The ConfigMap that keeps the boot-latency models across restarts.
     #[serde(default = "default_state_configmap")]
     pub state_configmap: String,
+}
+
+/// The interruption webhook (see the README's "Interruption notices").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Its own port, apart from the ops port, to be exposed to the clouds.
+    #[serde(default = "default_webhook_listen")]
+    pub listen: SocketAddr,
+    /// File holding the shared secret (bearer token and HMAC key), at
+    /// least 16 bytes.
+    pub secret_file: PathBuf,
+    /// SNS topics whose subscriptions are confirmed and messages taken.
+    #[serde(default)]
+    pub sns_topic_arns: Vec<String>,
+    /// Largest request body, in bytes.
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: usize,
+    /// Requests per second per source address.
+    #[serde(default = "default_per_source")]
+    pub per_source_per_second: u32,
+}
+
+fn default_webhook_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8088))
+}
+
+fn default_body_limit() -> usize {
+    256 * 1024
+}
+
+fn default_per_source() -> u32 {
+    50
 }
 
 fn default_namespace() -> String {
@@ -370,6 +406,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(w) = &self.webhook {
+            w.validate()?;
+        }
         let time_zone = parse_tz(&self.time_zone)
             .map_err(|reason| ConfigError::invalid("time_zone", reason))?;
         if self.node_groups.is_empty() {
@@ -390,6 +429,58 @@ impl Config {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(specs)
+    }
+}
+
+impl WebhookConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1024..=16 * 1024 * 1024).contains(&self.body_limit_bytes) {
+            return Err(ConfigError::invalid(
+                "webhook.body_limit_bytes",
+                "must be from 1024 to 16777216",
+            ));
+        }
+        if self.per_source_per_second == 0 {
+            return Err(ConfigError::invalid(
+                "webhook.per_source_per_second",
+                "must be at least 1",
+            ));
+        }
+        for (i, arn) in self.sns_topic_arns.iter().enumerate() {
+            let parts: Vec<&str> = arn.split(':').collect();
+            let ok = parts.len() == 6
+                && parts[0] == "arn"
+                && parts[1].starts_with("aws")
+                && parts[2] == "sns"
+                && parts[3..].iter().all(|p| !p.is_empty());
+            if !ok {
+                return Err(ConfigError::invalid(
+                    format!("webhook.sns_topic_arns[{i}]"),
+                    format!(
+                        "{arn:?} is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<topic>)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The webhook's settings, with the secret read from its file.
+    pub fn settings(&self) -> Result<crate::webhook::Settings, ConfigError> {
+        let err = |reason: String| ConfigError::Read {
+            path: self.secret_file.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(&self.secret_file).map_err(|e| err(e.to_string()))?;
+        let secret = crate::webhook::auth::Secret::new(&text)
+            .map_err(|reason| ConfigError::invalid("webhook.secret_file", reason))?;
+        Ok(crate::webhook::Settings {
+            secret,
+            sns_topic_arns: self.sns_topic_arns.clone(),
+            body_limit: self.body_limit_bytes,
+            per_source_per_second: std::num::NonZeroU32::new(self.per_source_per_second)
+                .unwrap_or(std::num::NonZeroU32::MIN),
+        })
     }
 }
 

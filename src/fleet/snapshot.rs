@@ -23,6 +23,8 @@ pub struct InstanceView {
     pub capacity_type: Option<gpupool_cloud::CapacityType>,
     /// Where a live instance runs.
     pub zone: Option<String>,
+    /// The Kubernetes node name the cloud reports, once known.
+    pub node_name: Option<String>,
 }
 
 /// One group at one moment.
@@ -64,6 +66,7 @@ impl GroupView {
             instance_type: state.spec.instance_type.name.clone(),
             capacity_type: None,
             zone: None,
+            node_name: None,
         };
         for member in state.members() {
             let iv = match member {
@@ -113,6 +116,7 @@ impl GroupView {
             instance_type: i.instance_type.clone(),
             capacity_type: Some(i.capacity_type),
             zone: Some(i.zone.clone()),
+            node_name: i.node_name.clone(),
         }
     }
 }
@@ -174,6 +178,30 @@ impl Snapshot {
             .get(name)
             .or_else(|| self.by_provider_id.get(name))
             .copied()
+    }
+
+    /// The instance a notice names, if it is one of ours: by providerID, by
+    /// node name, or by the cloud's instance id or VM name (the last segment
+    /// of a providerID).
+    pub fn find(&self, target: &crate::webhook::Target) -> Option<(usize, &InstanceView)> {
+        use crate::webhook::Target;
+        match target {
+            Target::ProviderId(p) => self.instance(p),
+            Target::Node(n) => {
+                let group = *self.by_node_name.get(n)?;
+                self.groups[group]
+                    .instances
+                    .iter()
+                    .find(|v| v.node_name.as_deref() == Some(n.as_str()))
+                    .map(|v| (group, v))
+            }
+            Target::Instance(id) => self.groups.iter().enumerate().find_map(|(g, view)| {
+                view.instances
+                    .iter()
+                    .find(|v| v.provider_id.as_str().rsplit('/').next() == Some(id.as_str()))
+                    .map(|v| (g, v))
+            }),
+        }
     }
 
     /// The instance behind a providerID, if it is one of ours.

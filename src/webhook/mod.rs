@@ -1,0 +1,440 @@
+//! The interruption webhook: each cloud's notices, authenticated, bounded in
+//! size and rate, answered at once (202) and handed to the background as
+//! [`Notice`]s.
+//!
+//! Routes (all `POST`):
+//! - `/notices/aws/sns`: an SNS HTTPS subscription carrying EventBridge
+//!   events; authenticated by SNS's own signature and the topic allow-list.
+//! - `/notices/aws/eventbridge`: EventBridge API destinations.
+//! - `/notices/azure/scheduled-events`: a node agent posting the metadata
+//!   service's Scheduled Events document.
+//! - `/notices/azure/eventgrid`: Event Grid (validation handshake included).
+//! - `/notices/gcp/pubsub`: a Pub/Sub push subscription on a log sink.
+//! - `/notices/generic`: gpupool's own format ([`generic`]).
+//!
+//! Every route but SNS takes the shared secret: `Authorization: Bearer`,
+//! an HMAC of the body in `X-Gpupool-Signature`, or (for senders that can
+//! set neither: Pub/Sub push, Event Grid) `?token=` in the URL.
+
+pub mod auth;
+pub mod aws;
+pub mod azure;
+pub mod gcp;
+pub mod generic;
+pub mod notice;
+pub mod sns;
+
+pub use notice::{BadNotice, Kind, Notice, Source, Target};
+
+use crate::metrics::Metrics;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use gpupool_cloud::Clock;
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+
+/// How long a notice is remembered to drop its repeats.
+pub const DEDUPE_WINDOW: Duration = Duration::from_secs(3600);
+/// Most notices remembered; past it the oldest are forgotten first.
+const DEDUPE_CAPACITY: usize = 100_000;
+
+/// How the webhook is set up.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub secret: auth::Secret,
+    pub sns_topic_arns: Vec<String>,
+    pub body_limit: usize,
+    pub per_source_per_second: NonZeroU32,
+}
+
+/// The webhook's shared state.
+pub struct Webhook {
+    settings: Settings,
+    certificates: sns::Certificates,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    seen: Mutex<Seen>,
+    tx: mpsc::Sender<Notice>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// Notices by what they are about, and when first seen.
+    events: HashMap<(Kind, Target), SystemTime>,
+    /// SNS MessageIds, and when first seen.
+    messages: HashMap<String, SystemTime>,
+}
+
+impl Seen {
+    fn prune(&mut self, now: SystemTime) {
+        let fresh = |t: &SystemTime| now.duration_since(*t).map_or(true, |a| a < DEDUPE_WINDOW);
+        if self.events.len() + self.messages.len() > DEDUPE_CAPACITY / 2 {
+            self.events.retain(|_, t| fresh(t));
+            self.messages.retain(|_, t| fresh(t));
+        }
+        while self.events.len() > DEDUPE_CAPACITY {
+            let oldest = self
+                .events
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => self.events.remove(&k),
+                None => break,
+            };
+        }
+        while self.messages.len() > DEDUPE_CAPACITY {
+            let oldest = self
+                .messages
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => self.messages.remove(&k),
+                None => break,
+            };
+        }
+    }
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook").finish_non_exhaustive()
+    }
+}
+
+/// What a request got.
+#[derive(Debug)]
+enum Refusal {
+    TooFast,
+    Denied(auth::Denied),
+    Bad(BadNotice),
+    Sns(sns::SnsError),
+    Busy,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (code, message) = match &self {
+            Refusal::TooFast => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests from this source".to_owned(),
+            ),
+            Refusal::Denied(d) => (StatusCode::UNAUTHORIZED, d.to_string()),
+            Refusal::Bad(b) => (StatusCode::BAD_REQUEST, b.to_string()),
+            Refusal::Sns(sns::SnsError::Malformed(b)) => (StatusCode::BAD_REQUEST, b.to_string()),
+            Refusal::Sns(sns::SnsError::Refused(r)) => (StatusCode::FORBIDDEN, r.clone()),
+            Refusal::Sns(e @ sns::SnsError::Unavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+            Refusal::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "notice queue full; retry".to_owned(),
+            ),
+        };
+        let mut r = (code, axum::Json(json!({ "error": message }))).into_response();
+        if matches!(self, Refusal::TooFast | Refusal::Busy) {
+            r.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
+
+impl Webhook {
+    /// The webhook and the receiving end of its notices.
+    pub fn new(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> (Arc<Self>, mpsc::Receiver<Notice>) {
+        let (tx, rx) = mpsc::channel(10_000);
+        let quota = Quota::per_second(settings.per_source_per_second);
+        (
+            Arc::new(Self {
+                limiter: RateLimiter::keyed(quota),
+                settings,
+                certificates: sns::Certificates::new(),
+                seen: Mutex::default(),
+                tx,
+                clock,
+                metrics,
+            }),
+            rx,
+        )
+    }
+
+    /// The SNS signing certificates (tests put theirs here).
+    pub fn certificates(&self) -> &sns::Certificates {
+        &self.certificates
+    }
+
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/notices/aws/sns", post(aws_sns))
+            .route("/notices/aws/eventbridge", post(aws_eventbridge))
+            .route("/notices/azure/scheduled-events", post(azure_scheduled))
+            .route("/notices/azure/eventgrid", post(azure_eventgrid))
+            .route("/notices/gcp/pubsub", post(gcp_pubsub))
+            .route("/notices/generic", post(generic_route))
+            .layer(DefaultBodyLimit::max(self.settings.body_limit))
+            .with_state(self.clone())
+    }
+
+    fn admit(&self, peer: SocketAddr) -> Result<(), Refusal> {
+        self.limiter
+            .check_key(&peer.ip())
+            .map_err(|_| Refusal::TooFast)
+    }
+
+    fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        query: &HashMap<String, String>,
+        body: &[u8],
+    ) -> Result<(), Refusal> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let bearer = query.get("token").map(|t| format!("Bearer {t}"));
+        let authorization = header("authorization").or(bearer.as_deref());
+        self.settings
+            .secret
+            .check(authorization, header(auth::SIGNATURE_HEADER), body)
+            .map_err(Refusal::Denied)
+    }
+
+    /// Queues the new notices; repeats of one already seen are dropped.
+    fn accept(&self, notices: Vec<Notice>) -> Result<Response, Refusal> {
+        let now = self.clock.now();
+        let mut fresh = Vec::new();
+        let mut repeats = 0;
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.prune(now);
+            for n in notices {
+                let key = n.dedupe_key();
+                let repeat = seen
+                    .events
+                    .get(&key)
+                    .is_some_and(|t| now.duration_since(*t).map_or(true, |a| a < DEDUPE_WINDOW));
+                if repeat {
+                    repeats += 1;
+                    self.metrics
+                        .notice(n.source.label(), n.kind.label(), "duplicate");
+                } else {
+                    seen.events.insert(key, now);
+                    fresh.push(n);
+                }
+            }
+        }
+        let accepted = fresh.len();
+        for n in fresh {
+            self.metrics
+                .notice(n.source.label(), n.kind.label(), "accepted");
+            if self.tx.try_send(n).is_err() {
+                return Err(Refusal::Busy);
+            }
+        }
+        Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "accepted": accepted, "duplicates": repeats })),
+        )
+            .into_response())
+    }
+
+    /// An SNS message id seen before (SNS redelivers until it gets a 2xx).
+    fn sns_repeat(&self, message_id: &str) -> bool {
+        let now = self.clock.now();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.prune(now);
+        seen.messages.insert(message_id.to_owned(), now).is_some()
+    }
+}
+
+type Hook = State<Arc<Webhook>>;
+type Peer = ConnectInfo<SocketAddr>;
+type Params = Query<HashMap<String, String>>;
+
+async fn aws_sns(
+    State(w): Hook,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    w.admit(peer)?;
+    if headers
+        .get("x-amz-sns-rawdelivery")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
+    {
+        return Err(Refusal::Sns(sns::SnsError::Refused(
+            "raw message delivery carries no signature; turn it off for this subscription".into(),
+        )));
+    }
+    let envelope = sns::Envelope::parse(&body).map_err(Refusal::Sns)?;
+    w.certificates
+        .verify(&envelope, &w.settings.sns_topic_arns, w.clock.now())
+        .await
+        .map_err(Refusal::Sns)?;
+    match envelope.kind.as_str() {
+        "SubscriptionConfirmation" => {
+            let url = envelope.subscribe_url.clone().unwrap_or_default();
+            let certificates = w.certificates.clone();
+            let topic = envelope.topic_arn.clone();
+            tokio::spawn(async move {
+                match certificates.confirm(&url).await {
+                    Ok(()) => tracing::info!(topic = %topic, "SNS subscription confirmed"),
+                    Err(e) => {
+                        tracing::warn!(topic = %topic, error = %e, "SNS subscription not confirmed")
+                    }
+                }
+            });
+            Ok((
+                StatusCode::OK,
+                axum::Json(json!({ "confirming": envelope.topic_arn })),
+            )
+                .into_response())
+        }
+        "UnsubscribeConfirmation" => {
+            tracing::warn!(topic = %envelope.topic_arn, "SNS subscription removed");
+            Ok(StatusCode::OK.into_response())
+        }
+        _ => {
+            if w.sns_repeat(&envelope.message_id) {
+                return Ok((
+                    StatusCode::OK,
+                    axum::Json(json!({ "accepted": 0, "duplicates": 1 })),
+                )
+                    .into_response());
+            }
+            let notices = aws::parse(envelope.message.as_bytes()).map_err(|e| {
+                Refusal::Bad(BadNotice::new(format!("Message.{}", e.field), e.reason))
+            })?;
+            w.accept(notices)
+        }
+    }
+}
+
+async fn aws_eventbridge(
+    State(w): Hook,
+    ConnectInfo(peer): Peer,
+    Query(q): Params,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    w.admit(peer)?;
+    w.authenticate(&headers, &q, &body)?;
+    w.accept(aws::parse(&body).map_err(Refusal::Bad)?)
+}
+
+async fn azure_scheduled(
+    State(w): Hook,
+    ConnectInfo(peer): Peer,
+    Query(q): Params,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    w.admit(peer)?;
+    w.authenticate(&headers, &q, &body)?;
+    w.accept(azure::scheduled_events(&body, w.clock.now()).map_err(Refusal::Bad)?)
+}
+
+async fn azure_eventgrid(
+    State(w): Hook,
+    ConnectInfo(peer): Peer,
+    Query(q): Params,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    w.admit(peer)?;
+    w.authenticate(&headers, &q, &body)?;
+    match azure::event_grid(&body, w.clock.now()).map_err(Refusal::Bad)? {
+        azure::Delivery::Validate(code) => {
+            tracing::info!("Event Grid subscription validated");
+            Ok((
+                StatusCode::OK,
+                axum::Json(json!({ "validationResponse": code })),
+            )
+                .into_response())
+        }
+        azure::Delivery::Notices(n) => w.accept(n),
+    }
+}
+
+async fn gcp_pubsub(
+    State(w): Hook,
+    ConnectInfo(peer): Peer,
+    Query(q): Params,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    w.admit(peer)?;
+    w.authenticate(&headers, &q, &body)?;
+    w.accept(gcp::pubsub_push(&body).map_err(Refusal::Bad)?)
+}
+
+async fn generic_route(
+    State(w): Hook,
+    ConnectInfo(peer): Peer,
+    Query(q): Params,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    w.admit(peer)?;
+    w.authenticate(&headers, &q, &body)?;
+    w.accept(generic::parse(&body, Source::Generic).map_err(Refusal::Bad)?)
+}
+
+/// Takes the queued notices until the webhook stops: each is matched to the
+/// fleet's instances, logged and counted. (The replacement that acts on
+/// them comes in the interruption engine.)
+pub async fn consume(
+    mut notices: mpsc::Receiver<Notice>,
+    fleet: Arc<crate::fleet::Fleet>,
+    metrics: Arc<Metrics>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let n = tokio::select! {
+            _ = cancel.cancelled() => return,
+            n = notices.recv() => match n {
+                Some(n) => n,
+                None => return,
+            },
+        };
+        let snapshot = fleet.snapshot();
+        match snapshot.find(&n.target) {
+            Some((group, instance)) => {
+                metrics.notice(n.source.label(), n.kind.label(), "ours");
+                tracing::info!(
+                    source = n.source.label(),
+                    kind = n.kind.label(),
+                    group = %fleet.specs()[group].id,
+                    instance = %instance.provider_id,
+                    deadline = ?n.deadline.map(humantime::format_rfc3339_seconds),
+                    id = %n.id,
+                    "interruption notice"
+                );
+            }
+            None => {
+                metrics.notice(n.source.label(), n.kind.label(), "not_ours");
+                tracing::info!(
+                    source = n.source.label(),
+                    kind = n.kind.label(),
+                    target = %n.target,
+                    id = %n.id,
+                    "notice for an instance that is not ours; not acted on"
+                );
+            }
+        }
+    }
+}
