@@ -35,6 +35,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+    #[error("webhook: {0}")]
+    Webhook(String),
 }
 
 /// The cloud to serve, how time passes, and extra HTTP routes it brings.
@@ -188,7 +190,8 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
     if let Some(w) = &config.webhook {
         let settings = w.settings()?;
         let (hook, notices) =
-            crate::webhook::Webhook::new(settings, fleet.clock().clone(), metrics.clone());
+            crate::webhook::Webhook::new(settings, fleet.clock().clone(), metrics.clone())
+                .map_err(ServeError::Webhook)?;
         let listener = bind("webhook", w.listen).await?;
         let addr = listener.local_addr().map_err(|e| ServeError::Listen {
             what: "webhook",

@@ -29,7 +29,9 @@ pub use notice::{BadNotice, Kind, Notice, Source, Target};
 use crate::metrics::Metrics;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State,
+};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -158,21 +160,22 @@ impl Webhook {
         settings: Settings,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
-    ) -> (Arc<Self>, mpsc::Receiver<Notice>) {
+    ) -> Result<(Arc<Self>, mpsc::Receiver<Notice>), String> {
+        let certificates = sns::Certificates::new()?;
         let (tx, rx) = mpsc::channel(10_000);
         let quota = Quota::per_second(settings.per_source_per_second);
-        (
+        Ok((
             Arc::new(Self {
                 limiter: RateLimiter::keyed(quota),
                 settings,
-                certificates: sns::Certificates::new(),
+                certificates,
                 seen: Mutex::default(),
                 tx,
                 clock,
                 metrics,
             }),
             rx,
-        )
+        ))
     }
 
     /// The SNS signing certificates (tests put theirs here).
@@ -198,53 +201,47 @@ impl Webhook {
             .map_err(|_| Refusal::TooFast)
     }
 
-    fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        query: &HashMap<String, String>,
-        body: &[u8],
-    ) -> Result<(), Refusal> {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let bearer = query.get("token").map(|t| format!("Bearer {t}"));
+    /// The shared secret, for every route but SNS; the request's body.
+    fn authenticate<'a>(&self, a: &'a Admitted) -> Result<&'a [u8], Refusal> {
+        let header = |name: &str| a.headers.get(name).and_then(|v| v.to_str().ok());
+        let bearer = a.query.get("token").map(|t| format!("Bearer {t}"));
         let authorization = header("authorization").or(bearer.as_deref());
         self.settings
             .secret
-            .check(authorization, header(auth::SIGNATURE_HEADER), body)
-            .map_err(Refusal::Denied)
+            .check(authorization, header(auth::SIGNATURE_HEADER), &a.body)
+            .map_err(Refusal::Denied)?;
+        Ok(&a.body)
     }
 
     /// Queues the new notices; repeats of one already seen are dropped.
+    /// All or nothing: with no room for every new one, none is queued nor
+    /// remembered, so the sender's retry is not taken for a repeat.
     fn accept(&self, notices: Vec<Notice>) -> Result<Response, Refusal> {
         let now = self.clock.now();
-        let mut fresh = Vec::new();
-        let mut repeats = 0;
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            seen.prune(now);
-            for n in notices {
-                let key = n.dedupe_key();
-                let repeat = seen
-                    .events
-                    .get(&key)
-                    .is_some_and(|t| now.duration_since(*t).map_or(true, |a| a < DEDUPE_WINDOW));
-                if repeat {
-                    repeats += 1;
-                    self.metrics
-                        .notice(n.source.label(), n.kind.label(), "duplicate");
-                } else {
-                    seen.events.insert(key, now);
-                    fresh.push(n);
-                }
-            }
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.prune(now);
+        let (fresh, repeats): (Vec<Notice>, Vec<Notice>) = notices.into_iter().partition(|n| {
+            !seen
+                .events
+                .get(&n.dedupe_key())
+                .is_some_and(|t| now.duration_since(*t).map_or(true, |a| a < DEDUPE_WINDOW))
+        });
+        let permits = match fresh.len() {
+            0 => None,
+            n => Some(self.tx.try_reserve_many(n).map_err(|_| Refusal::Busy)?),
+        };
+        for n in &repeats {
+            self.metrics
+                .notice(n.source.label(), n.kind.label(), "duplicate");
         }
         let accepted = fresh.len();
-        for n in fresh {
+        for (n, permit) in fresh.into_iter().zip(permits.into_iter().flatten()) {
+            seen.events.insert(n.dedupe_key(), now);
             self.metrics
                 .notice(n.source.label(), n.kind.label(), "accepted");
-            if self.tx.try_send(n).is_err() {
-                return Err(Refusal::Busy);
-            }
+            permit.send(n);
         }
+        let repeats = repeats.len();
         Ok((
             StatusCode::ACCEPTED,
             axum::Json(json!({ "accepted": accepted, "duplicates": repeats })),
@@ -252,26 +249,61 @@ impl Webhook {
             .into_response())
     }
 
-    /// An SNS message id seen before (SNS redelivers until it gets a 2xx).
+    /// An SNS message id already taken (SNS redelivers until it gets a 2xx).
     fn sns_repeat(&self, message_id: &str) -> bool {
+        let now = self.clock.now();
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.messages
+            .get(message_id)
+            .is_some_and(|t| now.duration_since(*t).map_or(true, |a| a < DEDUPE_WINDOW))
+    }
+
+    /// Remembers an SNS message once it was taken, not before: a message
+    /// refused for a full queue must be taken when SNS redelivers it.
+    fn sns_taken(&self, message_id: &str) {
         let now = self.clock.now();
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.prune(now);
-        seen.messages.insert(message_id.to_owned(), now).is_some()
+        seen.messages.insert(message_id.to_owned(), now);
     }
 }
 
 type Hook = State<Arc<Webhook>>;
-type Peer = ConnectInfo<SocketAddr>;
-type Params = Query<HashMap<String, String>>;
 
-async fn aws_sns(
-    State(w): Hook,
-    ConnectInfo(peer): Peer,
+/// A request past the source's rate limit (checked before its body is
+/// read), with what authentication needs.
+struct Admitted {
     headers: HeaderMap,
+    query: HashMap<String, String>,
     body: Bytes,
-) -> Result<Response, Refusal> {
-    w.admit(peer)?;
+}
+
+impl FromRequest<Arc<Webhook>> for Admitted {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, w: &Arc<Webhook>) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(&mut parts, w)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        w.admit(peer).map_err(IntoResponse::into_response)?;
+        let Query(query) = Query::<HashMap<String, String>>::from_request_parts(&mut parts, w)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
+        let body = Bytes::from_request(Request::from_parts(parts, body), w)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self {
+            headers,
+            query,
+            body,
+        })
+    }
+}
+
+async fn aws_sns(State(w): Hook, a: Admitted) -> Result<Response, Refusal> {
+    let (headers, body) = (&a.headers, &a.body);
     if headers
         .get("x-amz-sns-rawdelivery")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
@@ -280,7 +312,7 @@ async fn aws_sns(
             "raw message delivery carries no signature; turn it off for this subscription".into(),
         )));
     }
-    let envelope = sns::Envelope::parse(&body).map_err(Refusal::Sns)?;
+    let envelope = sns::Envelope::parse(body).map_err(Refusal::Sns)?;
     w.certificates
         .verify(&envelope, &w.settings.sns_topic_arns, w.clock.now())
         .await
@@ -319,45 +351,26 @@ async fn aws_sns(
             let notices = aws::parse(envelope.message.as_bytes()).map_err(|e| {
                 Refusal::Bad(BadNotice::new(format!("Message.{}", e.field), e.reason))
             })?;
-            w.accept(notices)
+            let answer = w.accept(notices)?;
+            w.sns_taken(&envelope.message_id);
+            Ok(answer)
         }
     }
 }
 
-async fn aws_eventbridge(
-    State(w): Hook,
-    ConnectInfo(peer): Peer,
-    Query(q): Params,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Refusal> {
-    w.admit(peer)?;
-    w.authenticate(&headers, &q, &body)?;
-    w.accept(aws::parse(&body).map_err(Refusal::Bad)?)
+async fn aws_eventbridge(State(w): Hook, a: Admitted) -> Result<Response, Refusal> {
+    let body = w.authenticate(&a)?;
+    w.accept(aws::parse(body).map_err(Refusal::Bad)?)
 }
 
-async fn azure_scheduled(
-    State(w): Hook,
-    ConnectInfo(peer): Peer,
-    Query(q): Params,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Refusal> {
-    w.admit(peer)?;
-    w.authenticate(&headers, &q, &body)?;
-    w.accept(azure::scheduled_events(&body, w.clock.now()).map_err(Refusal::Bad)?)
+async fn azure_scheduled(State(w): Hook, a: Admitted) -> Result<Response, Refusal> {
+    let body = w.authenticate(&a)?;
+    w.accept(azure::scheduled_events(body, w.clock.now()).map_err(Refusal::Bad)?)
 }
 
-async fn azure_eventgrid(
-    State(w): Hook,
-    ConnectInfo(peer): Peer,
-    Query(q): Params,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Refusal> {
-    w.admit(peer)?;
-    w.authenticate(&headers, &q, &body)?;
-    match azure::event_grid(&body, w.clock.now()).map_err(Refusal::Bad)? {
+async fn azure_eventgrid(State(w): Hook, a: Admitted) -> Result<Response, Refusal> {
+    let body = w.authenticate(&a)?;
+    match azure::event_grid(body, w.clock.now()).map_err(Refusal::Bad)? {
         azure::Delivery::Validate(code) => {
             tracing::info!("Event Grid subscription validated");
             Ok((
@@ -370,28 +383,14 @@ async fn azure_eventgrid(
     }
 }
 
-async fn gcp_pubsub(
-    State(w): Hook,
-    ConnectInfo(peer): Peer,
-    Query(q): Params,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Refusal> {
-    w.admit(peer)?;
-    w.authenticate(&headers, &q, &body)?;
-    w.accept(gcp::pubsub_push(&body).map_err(Refusal::Bad)?)
+async fn gcp_pubsub(State(w): Hook, a: Admitted) -> Result<Response, Refusal> {
+    let body = w.authenticate(&a)?;
+    w.accept(gcp::pubsub_push(body).map_err(Refusal::Bad)?)
 }
 
-async fn generic_route(
-    State(w): Hook,
-    ConnectInfo(peer): Peer,
-    Query(q): Params,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Refusal> {
-    w.admit(peer)?;
-    w.authenticate(&headers, &q, &body)?;
-    w.accept(generic::parse(&body, Source::Generic).map_err(Refusal::Bad)?)
+async fn generic_route(State(w): Hook, a: Admitted) -> Result<Response, Refusal> {
+    let body = w.authenticate(&a)?;
+    w.accept(generic::parse(body, Source::Generic).map_err(Refusal::Bad)?)
 }
 
 /// Takes the queued notices until the webhook stops: each is matched to the

@@ -151,25 +151,21 @@ impl std::fmt::Debug for Certificates {
     }
 }
 
-impl Default for Certificates {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Certificates {
-    pub fn new() -> Self {
+    /// An error if no https-only client can be built: a default client
+    /// would follow redirects and take plain http.
+    pub fn new() -> Result<Self, String> {
         crate::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .https_only(true)
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap_or_default();
-        Self {
+            .map_err(|e| format!("cannot build the https client for SNS certificates: {e}"))?;
+        Ok(Self {
             keys: Arc::default(),
             http,
-        }
+        })
     }
 
     /// Puts a certificate (PEM) in the cache as if fetched from `url`.
