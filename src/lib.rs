@@ -16,6 +16,7 @@ pub mod fleet;
 pub mod gpu;
 pub mod grpc;
 pub mod http;
+pub mod interrupt;
 pub mod metrics;
 pub mod options;
 pub mod preprovision;

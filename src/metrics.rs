@@ -150,6 +150,8 @@ pub struct Metrics {
     floor: Family<GroupLabels, Gauge>,
     floor_demand: Family<DemandLabels, Gauge>,
     notices: Family<NoticeLabels, Counter>,
+    /// Interruption operations: step timings, evictions, resumes.
+    pub interruptions: crate::interrupt::metrics::InterruptionMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -287,6 +289,7 @@ impl Metrics {
             "Interruption notices received by source (aws, gcp, azure, generic), kind and outcome (accepted, duplicate, ours, not_ours)",
             notices.clone(),
         );
+        let interruptions = crate::interrupt::metrics::InterruptionMetrics::register(&mut registry);
         Self {
             registry,
             rpc_total,
@@ -308,7 +311,13 @@ impl Metrics {
             floor,
             floor_demand,
             notices,
+            interruptions,
         }
+    }
+
+    /// Offerings skipped for a while after interruptions or capacity errors.
+    pub fn set_offerings_unavailable(&self, n: usize) {
+        self.interruptions.set_offerings_unavailable(n);
     }
 
     pub fn notice(&self, source: &'static str, kind: &'static str, outcome: &'static str) {

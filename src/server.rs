@@ -52,6 +52,8 @@ pub struct Server {
     pub http_addr: SocketAddr,
     /// The interruption webhook, when configured.
     pub webhook: Option<(SocketAddr, Arc<crate::webhook::Webhook>)>,
+    /// Interruption operations.
+    pub interruptions: Arc<crate::interrupt::Engine>,
     pub fleet: Arc<Fleet>,
     pub metrics: Arc<Metrics>,
     cancel: CancellationToken,
@@ -88,6 +90,7 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
         per_second: NonZeroU32::new(config.server.cloud_calls_per_second)
             .unwrap_or(NonZeroU32::MIN),
         burst: NonZeroU32::new(config.server.cloud_call_burst).unwrap_or(NonZeroU32::MIN),
+        offering_cooldown: config.interruption.offering_cooldown,
     };
     let fleet = Fleet::new(cloud, clock, metrics.clone(), prices.clone(), specs, rate);
     if let Some(t) = table_date {
@@ -150,9 +153,14 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
     })?;
 
     let cancel = CancellationToken::new();
-    let cluster_tasks = match &config.kubernetes {
-        Some(k) => {
+    let client = match &config.kubernetes {
+        Some(k) => Some(crate::cluster::connect(k).await?),
+        None => None,
+    };
+    let mut cluster_tasks = match (&config.kubernetes, &client) {
+        (Some(k), Some(client)) => {
             crate::cluster::attach(
+                client.clone(),
                 k,
                 crate::cluster::Watched {
                     boots: fleet.boots().clone(),
@@ -162,10 +170,44 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
                 config.server.preprovision_interval,
                 cancel.clone(),
             )
-            .await?
+            .await
         }
-        None => Vec::new(),
+        _ => Vec::new(),
     };
+    let interruptions = crate::interrupt::Engine::new(
+        fleet.clone(),
+        match (&config.kubernetes, &client) {
+            (Some(k), Some(client)) => crate::interrupt::Journal::Cluster(Box::new(
+                crate::cluster::journal::ConfigMaps::new(client.clone(), &k.namespace),
+            )),
+            _ => crate::interrupt::Journal::memory(),
+        },
+        client
+            .clone()
+            .map(|c| Arc::new(crate::cluster::drain::NodeOps::new(c))),
+        metrics.clone(),
+        config.interruption.clone(),
+        config.interruption.crash_at,
+        cancel.clone(),
+    );
+    interruptions.resume().await;
+    cluster_tasks.push(tokio::spawn({
+        let mut boots = fleet.boots().subscribe();
+        let engine = interruptions.clone();
+        let cancel = cancel.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    b = boots.recv() => match b {
+                        Ok(group) => engine.booted(group),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                }
+            }
+        }
+    }));
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
@@ -210,8 +252,7 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
         }));
         webhook_tasks.push(tokio::spawn(crate::webhook::consume(
             notices,
-            fleet.clone(),
-            metrics.clone(),
+            interruptions.clone(),
             cancel.clone(),
         )));
         webhook = Some((addr, hook));
@@ -276,6 +317,7 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
         grpc_addr,
         http_addr,
         webhook,
+        interruptions,
         fleet,
         metrics,
         cancel,
@@ -314,6 +356,7 @@ impl Server {
         for task in self.tasks {
             let _ = task.await;
         }
+        self.interruptions.stopped().await;
         self.fleet.shutdown(Duration::from_secs(20)).await;
         tracing::info!("gpupool stopped");
     }

@@ -45,6 +45,8 @@ pub struct Boots {
     /// Each group's current estimate, recomputed when its model changes:
     /// `NodeGroupGetOptions`, CA's hottest call, reads it without a lock.
     estimates: ArcSwap<Vec<Quantiles>>,
+    /// The group of every finished boot, for whoever waits on one.
+    finished: tokio::sync::broadcast::Sender<usize>,
 }
 
 #[derive(Debug)]
@@ -70,6 +72,7 @@ impl Boots {
             groups: specs.iter().map(|s| s.id.as_str().to_owned()).collect(),
             metrics,
             estimates: ArcSwap::from_pointee(estimates),
+            finished: tokio::sync::broadcast::channel(1024).0,
             state: Mutex::new(State {
                 tracker: Tracker::new(needs_gpu),
                 models,
@@ -99,6 +102,11 @@ impl Boots {
         self.lock().tracker.node_gone(provider_id);
     }
 
+    /// The group of each boot that finishes from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<usize> {
+        self.finished.subscribe()
+    }
+
     /// Node events are (or are no longer) arriving.
     pub fn set_watching(&self, watching: bool) {
         self.lock().watching = watching;
@@ -123,6 +131,7 @@ impl Boots {
             }
             self.metrics.boot_phase(group, "total", boot.total);
             state.models[boot.group].observe(boot.total);
+            let _ = self.finished.send(boot.group);
             state.unsaved += 1;
         }
         self.publish(&state);

@@ -1,9 +1,13 @@
 //! The cluster's Kubernetes API: the client ([`connect`]), the Node watch
 //! that times boots ([`nodes`]), the ConfigMap that keeps the
-//! boot-latency models across restarts ([`store`]), and the CronJob watch
-//! that foresees GPU demand ([`cronjobs`]).
+//! boot-latency models across restarts ([`store`]), the CronJob watch
+//! that foresees GPU demand ([`cronjobs`]), and what interruption
+//! operations do to nodes ([`drain`]) and where they are journalled
+//! ([`journal`]).
 
 pub mod cronjobs;
+pub mod drain;
+pub mod journal;
 pub mod nodes;
 pub mod store;
 
@@ -54,6 +58,12 @@ pub async fn connect(config: &KubernetesConfig) -> Result<kube::Client, ClusterE
                 .map_err(|e| ClusterError::NoConfig(e.to_string()))?,
         },
     };
+    // No built-in retry of 429/503: kube-client would back off up to 15
+    // times (minutes) inside one call, and a drain must see a PDB's 429
+    // at once to keep its own deadline. Every caller here retries in its
+    // own loop.
+    let mut client_config = client_config;
+    client_config.default_retry = false;
     kube::Client::try_from(client_config).map_err(|e| ClusterError::Client(e.to_string()))
 }
 
@@ -64,19 +74,19 @@ pub struct Watched {
     pub floors: Arc<Floors>,
 }
 
-/// Connects, restores the saved boot models, and starts the Node watch, the
+/// Restores the saved boot models, and starts the Node watch, the
 /// periodic save (a last save at `cancel`), the CronJob watch and the check
 /// on CronJob runs (every `run_check`). A ConfigMap that cannot be read
 /// leaves the priors in place and is logged, not fatal.
 pub async fn attach(
+    client: kube::Client,
     config: &KubernetesConfig,
     watched: Watched,
     clock: Arc<dyn Clock>,
     run_check: Duration,
     cancel: CancellationToken,
-) -> Result<Vec<tokio::task::JoinHandle<()>>, ClusterError> {
+) -> Vec<tokio::task::JoinHandle<()>> {
     let Watched { boots, floors } = watched;
-    let client = connect(config).await?;
     let store = store::ModelStore::new(client.clone(), &config.namespace, &config.state_configmap);
     match store.load().await {
         Ok(saved) => {
@@ -126,5 +136,5 @@ pub async fn attach(
             }
         }
     });
-    Ok(vec![watch, save, cronjobs, runs])
+    vec![watch, save, cronjobs, runs]
 }

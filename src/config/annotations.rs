@@ -40,6 +40,9 @@ pub struct GroupAnnotations {
     pub interruption: Option<Interruption>,
     /// `gpupool.dev/drain-timeout`
     pub drain_timeout: Option<Duration>,
+    /// `gpupool.dev/rebalance`: what an early warning (AWS rebalance
+    /// recommendation) triggers; default nothing.
+    pub rebalance: Rebalance,
     /// `gpupool.dev/max-hourly-price` in USD.
     pub max_hourly_price: Option<f64>,
     /// The CA per-group options (`NodeGroupGetOptions`).
@@ -80,6 +83,21 @@ pub struct CaOptionOverrides {
 pub enum Interruption {
     Replace,
     DrainOnly,
+}
+
+/// What a rebalance recommendation (an instance at elevated risk of
+/// interruption) triggers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Rebalance {
+    /// Logged and counted only.
+    #[default]
+    Ignore,
+    /// The replacement is started at once; the node stays in service until
+    /// its interruption notice comes (then it is drained, with no second
+    /// replacement) or the standby ends.
+    Replace,
+    /// Replaced, cordoned and drained at once, like an interruption.
+    ReplaceAndDrain,
 }
 
 type Reject = (String, String);
@@ -136,6 +154,18 @@ impl GroupAnnotations {
                     })
                 }
                 "drain-timeout" => out.drain_timeout = Some(duration(v).map_err(reject)?),
+                "rebalance" => {
+                    out.rebalance = match v {
+                        "ignore" => Rebalance::Ignore,
+                        "replace" => Rebalance::Replace,
+                        "replace-and-drain" => Rebalance::ReplaceAndDrain,
+                        _ => {
+                            return Err(reject(format!(
+                                "{v:?} is not one of ignore, replace, replace-and-drain"
+                            )));
+                        }
+                    }
+                }
                 "max-hourly-price" => {
                     out.max_hourly_price = Some(
                         v.parse::<f64>()
@@ -325,6 +355,7 @@ pub const KNOWN: &[&str] = &[
     "dra",
     "interruption",
     "drain-timeout",
+    "rebalance",
     "max-hourly-price",
     "scale-down-utilization-threshold",
     "scale-down-gpu-utilization-threshold",

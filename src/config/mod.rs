@@ -5,13 +5,16 @@
 //! once, here, into [`GroupAnnotations`]; nothing else sees a raw annotation.
 
 mod annotations;
+mod interruption;
 
 pub use annotations::{
-    CA_TEMPLATE_PREFIX, CaOptionOverrides, CaTemplate, GroupAnnotations, Interruption, MAX_DURATION,
+    CA_TEMPLATE_PREFIX, CaOptionOverrides, CaTemplate, GroupAnnotations, Interruption,
+    MAX_DURATION, Rebalance,
 };
 
 use crate::gpu::sharing::{self, Sharing};
 use crate::preprovision::time::{Tz, parse_tz};
+pub use interruption::InterruptionConfig;
 
 use gpupool_cloud::{GroupId, InstanceType, PurchaseOption};
 use gpupool_sim::SimConfig;
@@ -105,6 +108,9 @@ pub struct Config {
     /// The interruption webhook; absent: no webhook port.
     #[serde(default)]
     pub webhook: Option<WebhookConfig>,
+    /// How interruption operations drain and replace.
+    #[serde(default)]
+    pub interruption: InterruptionConfig,
     /// IANA time zone that `gpupool.dev/preprovision` schedules are read in,
     /// unless a group sets `gpupool.dev/time-zone`.
     #[serde(default = "default_time_zone")]
@@ -219,10 +225,35 @@ pub struct WebhookConfig {
     /// Requests per second per source address.
     #[serde(default = "default_per_source")]
     pub per_source_per_second: u32,
+    /// Pub/Sub push subscriptions with authentication: their Google-signed
+    /// OIDC tokens are taken on `/notices/gcp/pubsub` (the shared secret
+    /// still is too).
+    #[serde(default)]
+    pub gcp_pubsub: Option<GcpPubsubConfig>,
+}
+
+/// Which Google-signed OIDC tokens a Pub/Sub push request may carry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpPubsubConfig {
+    /// The subscription's audience (`--push-auth-token-audience`; by
+    /// default its push endpoint URL): the tokens' `aud`.
+    pub audience: String,
+    /// The push service accounts allowed (`--push-auth-service-account`):
+    /// the tokens' `email`.
+    pub service_accounts: Vec<String>,
+    /// Where Google's signing keys are published (JWKS): https, or plain
+    /// http on a loopback address for tests.
+    #[serde(default = "default_gcp_jwks_url")]
+    pub jwks_url: String,
 }
 
 fn default_webhook_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8088))
+}
+
+fn default_gcp_jwks_url() -> String {
+    crate::webhook::oidc::GOOGLE_JWKS_URL.to_owned()
 }
 
 fn default_body_limit() -> usize {
@@ -409,6 +440,7 @@ impl Config {
         if let Some(w) = &self.webhook {
             w.validate()?;
         }
+        self.interruption.validate()?;
         let time_zone = parse_tz(&self.time_zone)
             .map_err(|reason| ConfigError::invalid("time_zone", reason))?;
         if self.node_groups.is_empty() {
@@ -462,6 +494,9 @@ impl WebhookConfig {
                 ));
             }
         }
+        if let Some(g) = &self.gcp_pubsub {
+            g.push_auth()?;
+        }
         Ok(())
     }
 
@@ -480,6 +515,54 @@ impl WebhookConfig {
             body_limit: self.body_limit_bytes,
             per_source_per_second: std::num::NonZeroU32::new(self.per_source_per_second)
                 .unwrap_or(std::num::NonZeroU32::MIN),
+            gcp_pubsub: self
+                .gcp_pubsub
+                .as_ref()
+                .map(GcpPubsubConfig::push_auth)
+                .transpose()?,
+        })
+    }
+}
+
+impl GcpPubsubConfig {
+    /// Checked, as the webhook takes it.
+    fn push_auth(&self) -> Result<crate::webhook::oidc::PushAuth, ConfigError> {
+        let key = |k: &str| format!("webhook.gcp_pubsub.{k}");
+        if self.audience.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                key("audience"),
+                "must not be empty: the subscription's audience, by default its push endpoint URL",
+            ));
+        }
+        if self.audience.trim() != self.audience {
+            return Err(ConfigError::invalid(
+                key("audience"),
+                "has leading or trailing whitespace; it must equal the token's aud exactly",
+            ));
+        }
+        if self.service_accounts.is_empty() {
+            return Err(ConfigError::invalid(
+                key("service_accounts"),
+                "list at least one push service account email",
+            ));
+        }
+        for (i, sa) in self.service_accounts.iter().enumerate() {
+            let ok = sa.split_once('@').is_some_and(|(user, domain)| {
+                !user.is_empty() && domain.contains('.') && !domain.contains('@')
+            }) && !sa.chars().any(char::is_whitespace);
+            if !ok {
+                return Err(ConfigError::invalid(
+                    format!("webhook.gcp_pubsub.service_accounts[{i}]"),
+                    format!("{sa:?} is not a service account email"),
+                ));
+            }
+        }
+        let jwks_url = crate::webhook::oidc::jwks_url(&self.jwks_url)
+            .map_err(|reason| ConfigError::invalid(key("jwks_url"), reason))?;
+        Ok(crate::webhook::oidc::PushAuth {
+            audience: self.audience.clone(),
+            service_accounts: self.service_accounts.clone(),
+            jwks_url,
         })
     }
 }

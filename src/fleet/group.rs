@@ -56,12 +56,43 @@ pub struct Deleting {
     pub confirmed: bool,
 }
 
+/// An instance an interruption operation is taking out of the group (see
+/// `crate::interrupt`). It stays a member, so the target size does not move
+/// until it is released.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leaving {
+    /// The minSize reported to CA while it leaves, so that CA scales up its
+    /// replacement through its own path and counts it as coming; `None`:
+    /// drain only, no replacement.
+    pub want: Option<u32>,
+    /// Reported to CA as deleting (its drain has begun); false while a
+    /// rebalance replacement stands by with the node still in service.
+    pub draining: bool,
+    /// The scale-up request CA's replacement went out in, once CA asked.
+    pub replacement: Option<RequestId>,
+}
+
+/// What minSize a leaving instance asks of CA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    /// No replacement (`gpupool.dev/interruption: drain-only`).
+    Nothing,
+    /// One node more than the group has or is already promised.
+    Next,
+    /// As journalled by an operation being resumed.
+    Exactly(u32),
+}
+
 /// Cloud work the engine must carry out after a change.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Work {
     Create(CreateRequest),
     Delete(Vec<InstanceId>),
 }
+
+/// The instance is not a live member of the group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotMember;
 
 /// A node named by CA: by providerID, or by name when that is empty.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +117,8 @@ pub struct GroupState {
     provider: String,
     members: Vec<Member>,
     deleting: BTreeMap<InstanceId, Deleting>,
+    /// Members being replaced or drained, by providerID.
+    leaving: BTreeMap<ProviderId, Leaving>,
     /// Requests with requested members, and whether a create call is under way.
     in_flight: HashMap<RequestId, bool>,
     /// Per request: instances CA no longer wants; delete them when they arrive.
@@ -100,6 +133,7 @@ impl GroupState {
             provider: provider.to_owned(),
             members: Vec::new(),
             deleting: BTreeMap::new(),
+            leaving: BTreeMap::new(),
             in_flight: HashMap::new(),
             discard: HashMap::new(),
             serial: 0,
@@ -116,6 +150,113 @@ impl GroupState {
 
     pub fn deleting(&self) -> impl Iterator<Item = &Deleting> {
         self.deleting.values()
+    }
+
+    /// Members on their way out through an interruption operation.
+    pub fn leaving(&self) -> &BTreeMap<ProviderId, Leaving> {
+        &self.leaving
+    }
+
+    /// The minSize the leaving members ask of CA: the largest `want`.
+    pub fn replacement_floor(&self) -> u32 {
+        self.leaving
+            .values()
+            .filter_map(|l| l.want)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Marks a live member as leaving and returns the minSize it asks of CA
+    /// for its replacement. Marking one already leaving keeps its `want`
+    /// (a repeated notice never asks twice) and only moves it on to
+    /// draining. `Err(NotMember)`: not a live member (gone, or never ours).
+    pub fn mark_leaving(
+        &mut self,
+        provider_id: &str,
+        want: Want,
+        draining: bool,
+    ) -> Result<Option<u32>, NotMember> {
+        let live = self
+            .members
+            .iter()
+            .any(|m| matches!(m, Member::Live(i) if i.provider_id.as_str() == provider_id));
+        if !live {
+            return Err(NotMember);
+        }
+        if let Some(known) = self.leaving.get_mut(provider_id) {
+            known.draining |= draining;
+            return Ok(known.want);
+        }
+        let want = match want {
+            Want::Nothing => None,
+            Want::Exactly(n) => Some(n.min(self.spec.max_size)),
+            Want::Next => {
+                let promised = self.target().max(self.replacement_floor());
+                if promised >= self.spec.max_size {
+                    tracing::warn!(
+                        group = %self.spec.id,
+                        instance = provider_id,
+                        max = self.spec.max_size,
+                        "group at its max size: no room for a replacement; draining only"
+                    );
+                    None
+                } else {
+                    Some(promised + 1)
+                }
+            }
+        };
+        self.leaving.insert(
+            ProviderId::new(provider_id),
+            Leaving {
+                want,
+                draining,
+                replacement: None,
+            },
+        );
+        Ok(want)
+    }
+
+    /// Lets a leaving member go: out of the target, into deletion. Its
+    /// floor goes in the same change, so CA never sees the target dip below
+    /// a minSize it still asks for. `None` when it is no longer a member.
+    pub fn release(&mut self, provider_id: &str) -> Option<Work> {
+        self.leaving.remove(provider_id);
+        let index = self
+            .members
+            .iter()
+            .position(|m| matches!(m, Member::Live(i) if i.provider_id.as_str() == provider_id))?;
+        let Member::Live(instance) = self.members.remove(index) else {
+            unreachable!("position matched a live member")
+        };
+        let id = instance.id.clone();
+        self.deleting.insert(
+            id.clone(),
+            Deleting {
+                instance,
+                confirmed: false,
+            },
+        );
+        Some(Work::Delete(vec![id]))
+    }
+
+    /// A rebalance replacement stood by and no interruption came: the
+    /// member stays, its floor goes (CA scales down what is not needed).
+    pub fn stand_down(&mut self, provider_id: &str) {
+        self.leaving.remove(provider_id);
+    }
+
+    /// Leaving entries whose member is gone (deleted by CA, stopped by the
+    /// cloud) take their floor with them.
+    fn prune_leaving(&mut self) {
+        if self.leaving.is_empty() {
+            return;
+        }
+        let members = &self.members;
+        self.leaving.retain(|p, _| {
+            members
+                .iter()
+                .any(|m| matches!(m, Member::Live(i) if &i.provider_id == p))
+        });
     }
 
     fn live(&self) -> u32 {
@@ -152,6 +293,15 @@ impl GroupState {
                 request: request.clone(),
                 placeholder,
             });
+        }
+        // CA's scale-up answers the floors of leaving members first.
+        for l in self
+            .leaving
+            .values_mut()
+            .filter(|l| l.want.is_some() && l.replacement.is_none())
+            .take(delta as usize)
+        {
+            l.replacement = Some(request.clone());
         }
         self.in_flight.insert(request.clone(), true);
         Ok(Work::Create(self.create_request(request, delta)))
@@ -241,6 +391,7 @@ impl GroupState {
                 slot => self.forget_requested(&slot),
             }
         }
+        self.prune_leaving();
         Ok((!ids.is_empty()).then_some(Work::Delete(ids)))
     }
 
@@ -323,6 +474,7 @@ impl GroupState {
             }
             _ => true,
         });
+        self.prune_leaving();
         self.deleting.retain(|id, _| seen.contains(id));
         let unconfirmed: Vec<_> = self
             .deleting

@@ -8,10 +8,12 @@
 
 mod error;
 mod group;
+pub mod offerings;
 mod snapshot;
 
 pub use error::FleetError;
-pub use group::{GroupState, LIST_GRACE, Member, NodeRef, Work};
+pub use group::{GroupState, LIST_GRACE, Leaving, Member, NodeRef, NotMember, Want, Work};
+pub use offerings::Offering;
 pub use snapshot::{GroupView, InstanceView, NodeState, Snapshot};
 
 use crate::boot::Boots;
@@ -42,6 +44,10 @@ pub struct Fleet {
     sync_lock: tokio::sync::Mutex<()>,
     tasks: TaskTracker,
     boots: Arc<Boots>,
+    /// Offerings skipped for a while after an interruption or a capacity
+    /// error.
+    unavailable: offerings::Unavailable,
+    cooldown: Duration,
 }
 
 struct Inner {
@@ -65,6 +71,9 @@ impl std::fmt::Debug for Fleet {
 pub struct RateLimit {
     pub per_second: NonZeroU32,
     pub burst: NonZeroU32,
+    /// How long an offering is skipped after an interruption or a capacity
+    /// error.
+    pub offering_cooldown: Duration,
 }
 
 impl Fleet {
@@ -114,6 +123,8 @@ impl Fleet {
             sync_lock: tokio::sync::Mutex::new(()),
             tasks: TaskTracker::new(),
             boots,
+            unavailable: offerings::Unavailable::default(),
+            cooldown: rate.offering_cooldown,
         })
     }
 
@@ -155,6 +166,51 @@ impl Fleet {
         tracing::info!(group = id, delta, "increase size");
         self.dispatch(index, vec![work]);
         Ok(())
+    }
+
+    /// Skips `offering` for the cooldown from now.
+    pub fn offering_unavailable(&self, offering: Offering, why: &str) {
+        let until = self.clock.now() + self.cooldown;
+        self.unavailable.mark(offering, until, why);
+        self.metrics
+            .set_offerings_unavailable(self.unavailable.count(self.clock.now()));
+    }
+
+    /// Marks a live member as leaving through an interruption operation; the
+    /// minSize its replacement asks of CA is returned and published with the
+    /// change. See [`GroupState::mark_leaving`].
+    pub fn mark_leaving(
+        &self,
+        index: usize,
+        provider_id: &str,
+        want: Want,
+        draining: bool,
+    ) -> Result<Option<u32>, NotMember> {
+        let mut inner = self.lock();
+        let out = inner.groups[index].mark_leaving(provider_id, want, draining)?;
+        self.publish(&mut inner, [index]);
+        Ok(out)
+    }
+
+    /// Lets a leaving member go: out of the target and deleted, its floor
+    /// dropped in the same change. False when it was no longer a member.
+    pub fn release(self: &Arc<Self>, index: usize, provider_id: &str) -> bool {
+        let work = {
+            let mut inner = self.lock();
+            let work = inner.groups[index].release(provider_id);
+            self.publish(&mut inner, [index]);
+            work
+        };
+        let released = work.is_some();
+        self.dispatch(index, work.into_iter().collect());
+        released
+    }
+
+    /// Drops a leaving mark without letting the member go.
+    pub fn stand_down(&self, index: usize, provider_id: &str) {
+        let mut inner = self.lock();
+        inner.groups[index].stand_down(provider_id);
+        self.publish(&mut inner, [index]);
     }
 
     pub fn decrease_target_size(&self, id: &str, delta: i32) -> Result<(), FleetError> {
@@ -339,23 +395,30 @@ impl Fleet {
         match work {
             Work::Create(request) => {
                 let book = self.prices.load();
-                let result =
-                    match crate::pricing::cap::apply(&book, &self.specs[index], request.clone()) {
-                        Ok(capped) => {
-                            let result = self.cloud.create_instances(&capped).await;
-                            self.metrics.cloud_call("create_instances", result.is_ok());
-                            result
-                        }
-                        // Refused before asking the cloud: reported like the cloud's
-                        // own out-of-capacity answer, so CA tries another group.
-                        Err(error) => Ok(gpupool_cloud::CreateOutcome {
-                            created: Vec::new(),
-                            failed: Some(gpupool_cloud::CreateFailure {
-                                count: request.count,
-                                error,
-                            }),
+                let now = self.clock.now();
+                let result = match self
+                    .unavailable
+                    .filter(request.clone(), now)
+                    .and_then(|r| crate::pricing::cap::apply(&book, &self.specs[index], r))
+                {
+                    Ok(capped) => {
+                        let result = self.cloud.create_instances(&capped).await;
+                        self.metrics.cloud_call("create_instances", result.is_ok());
+                        result
+                    }
+                    // Refused before asking the cloud: reported like the cloud's
+                    // own out-of-capacity answer, so CA tries another group.
+                    Err(error) => Ok(gpupool_cloud::CreateOutcome {
+                        created: Vec::new(),
+                        failed: Some(gpupool_cloud::CreateFailure {
+                            count: request.count,
+                            error,
                         }),
-                    };
+                    }),
+                };
+                if let Ok(outcome) = &result {
+                    self.note_capacity_error(&request, outcome);
+                }
                 match &result {
                     Ok(outcome) => tracing::info!(
                         group = %request.group,
@@ -387,6 +450,42 @@ impl Fleet {
                 inner.groups[index].delete_finished(&ids, result.is_ok());
                 self.publish(&mut inner, [index]);
             }
+        }
+    }
+}
+
+impl Fleet {
+    /// The cloud had no capacity for a whole request: its offerings are
+    /// skipped for a while (the zones it was sent to, at the capacity type
+    /// it preferred; a cloud error does not say which zone ran out).
+    fn note_capacity_error(
+        &self,
+        request: &gpupool_cloud::CreateRequest,
+        outcome: &gpupool_cloud::CreateOutcome,
+    ) {
+        let Some(failed) = &outcome.failed else {
+            return;
+        };
+        let ours = [
+            offerings::RECENTLY_UNAVAILABLE,
+            crate::pricing::cap::PRICE_CAP_EXCEEDED,
+        ];
+        if failed.error.class != gpupool_cloud::ErrorClass::OutOfResources
+            || ours.contains(&failed.error.code.as_str())
+            || !outcome.created.is_empty()
+        {
+            return;
+        }
+        let capacity = request.purchase.preferred();
+        for zone in &request.zones {
+            self.offering_unavailable(
+                Offering {
+                    instance_type: request.instance_type.clone(),
+                    zone: zone.clone(),
+                    capacity,
+                },
+                &failed.error.code,
+            );
         }
     }
 }

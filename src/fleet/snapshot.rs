@@ -1,6 +1,6 @@
 //! The immutable view every RPC answers from, swapped whole after each change.
 
-use super::group::{GroupState, Member};
+use super::group::{GroupState, Leaving, Member};
 use crate::metrics::GroupCounts;
 use gpupool_cloud::{CloudError, InstanceState, ProviderId};
 use std::sync::Arc;
@@ -35,6 +35,10 @@ pub struct GroupView {
     pub counts: GroupCounts,
     /// Kubernetes node names the cloud reported for the group's instances.
     pub node_names: Vec<String>,
+    /// Members leaving through an interruption operation.
+    pub leaving: Vec<(ProviderId, Leaving)>,
+    /// The minSize their replacements ask of CA (0: none).
+    pub replacement_floor: u32,
 }
 
 /// Every group at one moment, with the indexes per-node RPCs need.
@@ -59,6 +63,12 @@ impl GroupView {
             ..Default::default()
         };
         view.counts.target = view.target;
+        view.leaving = state
+            .leaving()
+            .iter()
+            .map(|(p, l)| (p.clone(), l.clone()))
+            .collect();
+        view.replacement_floor = state.replacement_floor();
         let slot = |placeholder: &ProviderId, error: Option<&CloudError>| InstanceView {
             provider_id: placeholder.clone(),
             state: NodeState::Creating,
@@ -77,6 +87,17 @@ impl GroupView {
                 Member::Failed { placeholder, error } => {
                     view.counts.failed += 1;
                     slot(placeholder, Some(error))
+                }
+                Member::Live(i)
+                    if state
+                        .leaving()
+                        .get(&i.provider_id)
+                        .is_some_and(|l| l.draining) =>
+                {
+                    // Still a member (the target does not move), but CA
+                    // must not count on it: it is being drained.
+                    view.counts.deleting += 1;
+                    view.live(i, NodeState::Deleting)
                 }
                 Member::Live(i) => {
                     let running = i.state == InstanceState::Running;
@@ -195,12 +216,27 @@ impl Snapshot {
                     .find(|v| v.node_name.as_deref() == Some(n.as_str()))
                     .map(|v| (group, v))
             }
-            Target::Instance(id) => self.groups.iter().enumerate().find_map(|(g, view)| {
-                view.instances
-                    .iter()
-                    .find(|v| v.provider_id.as_str().rsplit('/').next() == Some(id.as_str()))
-                    .map(|v| (g, v))
-            }),
+            Target::Instance(id) => {
+                // Azure names a Uniform scale set's VMs `<scaleset>_<n>` in
+                // Scheduled Events; their providerID ends in
+                // `virtualMachineScaleSets/<scaleset>/virtualMachines/<n>`.
+                let scale_set_vm = id.rsplit_once('_').map(|(set, n)| {
+                    format!("/virtualMachineScaleSets/{set}/virtualMachines/{n}")
+                        .to_ascii_lowercase()
+                });
+                self.groups.iter().enumerate().find_map(|(g, view)| {
+                    view.instances
+                        .iter()
+                        .find(|v| {
+                            let p = v.provider_id.as_str();
+                            p.rsplit('/').next() == Some(id.as_str())
+                                || scale_set_vm
+                                    .as_ref()
+                                    .is_some_and(|s| p.to_ascii_lowercase().ends_with(s.as_str()))
+                        })
+                        .map(|v| (g, v))
+                })
+            }
         }
     }
 

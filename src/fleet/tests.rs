@@ -379,3 +379,142 @@ fn a_snapshot_rebuilt_for_one_group_keeps_the_others_and_drops_what_left() {
     assert_eq!(last.group_of("p:///z/i0", ""), Some(0));
     assert_eq!(last.groups[0].counts.deleting, 1);
 }
+
+#[test]
+fn a_leaving_member_keeps_the_target_and_asks_one_more_of_ca() {
+    let (mut g, _) = with_live(0, 10, 3);
+    let want = g.mark_leaving("p:///z/i0", Want::Next, true).unwrap();
+    assert_eq!(want, Some(4));
+    assert_eq!(g.target(), 3, "the target does not move at the mark");
+    assert_eq!(g.replacement_floor(), 4);
+    let view = GroupView::of(&g);
+    let leaving = view
+        .instances
+        .iter()
+        .find(|i| i.provider_id.as_str() == "p:///z/i0")
+        .unwrap();
+    assert_eq!(leaving.state, NodeState::Deleting);
+    assert_eq!(view.counts.deleting, 1);
+    assert_eq!(view.target, 3);
+
+    // A repeated mark asks nothing more.
+    assert_eq!(
+        g.mark_leaving("p:///z/i0", Want::Next, true).unwrap(),
+        Some(4)
+    );
+    // A second interruption before CA scaled up asks one more on top.
+    assert_eq!(
+        g.mark_leaving("p:///z/i1", Want::Next, true).unwrap(),
+        Some(5)
+    );
+    assert_eq!(g.replacement_floor(), 5);
+}
+
+#[test]
+fn cas_scale_up_answers_the_replacements_and_a_release_drops_floor_and_target_together() {
+    let (mut g, _) = with_live(0, 10, 3);
+    g.mark_leaving("p:///z/i0", Want::Next, true).unwrap();
+    // CA sees target 3 < minSize 4 and scales up by one.
+    let r1 = RequestId::new("r1");
+    g.increase(1, r1.clone()).unwrap();
+    assert_eq!(g.leaving()["p:///z/i0"].replacement, Some(r1.clone()));
+    assert_eq!(g.target(), 4);
+    assert!(g.target() >= g.replacement_floor(), "CA asks no more");
+    // Once the old one goes, target and floor drop in the same change.
+    let work = g.release("p:///z/i0").unwrap();
+    assert_eq!(work, Work::Delete(vec![InstanceId::new("i0")]));
+    assert_eq!(g.target(), 3);
+    assert_eq!(g.replacement_floor(), 0);
+    // Releasing again (a resumed operation) does nothing.
+    assert_eq!(g.release("p:///z/i0"), None);
+}
+
+#[test]
+fn a_resumed_mark_asks_exactly_what_was_journalled_so_no_second_replacement() {
+    let (mut g, _) = with_live(0, 10, 4); // the replacement already arrived
+    assert_eq!(
+        g.mark_leaving("p:///z/i0", Want::Exactly(4), true).unwrap(),
+        Some(4)
+    );
+    assert!(g.target() >= g.replacement_floor());
+}
+
+#[test]
+fn the_mark_goes_with_its_member_and_a_full_group_gets_no_replacement() {
+    let (mut g, _) = with_live(0, 3, 3);
+    assert_eq!(g.mark_leaving("p:///z/i0", Want::Next, true).unwrap(), None);
+    assert_eq!(g.replacement_floor(), 0);
+    assert_eq!(
+        g.mark_leaving("p:///z/nope", Want::Next, true),
+        Err(NotMember)
+    );
+    // CA deletes the leaving node itself: the mark goes too.
+    let (mut g, _) = with_live(0, 10, 3);
+    g.mark_leaving("p:///z/i1", Want::Next, true).unwrap();
+    g.delete_nodes(&[node("p:///z/i1")]).unwrap();
+    assert!(g.leaving().is_empty());
+    assert_eq!(g.replacement_floor(), 0);
+    // The cloud stops it: same.
+    let (mut g, r) = with_live(0, 10, 2);
+    g.mark_leaving("p:///z/i1", Want::Next, true).unwrap();
+    let listed = vec![
+        instance("i0", &r, InstanceState::Running),
+        instance("i1", &r, InstanceState::Terminated),
+    ];
+    g.reconcile(listed, t0() + Duration::from_secs(600));
+    assert!(g.leaving().is_empty());
+    assert_eq!(g.target(), 1);
+}
+
+#[test]
+fn a_standby_mark_stays_in_service_until_it_drains_or_stands_down() {
+    let (mut g, _) = with_live(0, 10, 2);
+    assert_eq!(
+        g.mark_leaving("p:///z/i0", Want::Next, false).unwrap(),
+        Some(3)
+    );
+    let view = GroupView::of(&g);
+    assert!(view.instances.iter().all(|i| i.state == NodeState::Running));
+    g.mark_leaving("p:///z/i0", Want::Next, true).unwrap();
+    assert!(g.leaving()["p:///z/i0"].draining);
+    assert_eq!(g.replacement_floor(), 3, "the upgrade asks nothing more");
+    g.stand_down("p:///z/i0");
+    assert_eq!(g.replacement_floor(), 0);
+    assert_eq!(g.target(), 2);
+}
+
+#[test]
+fn a_notice_finds_its_instance_by_providerid_node_name_instance_id_or_azure_scale_set_vm_name() {
+    let mut g = GroupState::new(spec(0, 10), "azure");
+    let r = RequestId::new("r0");
+    g.increase(2, r.clone()).unwrap();
+    let mut vmss = instance("vm3", &r, InstanceState::Running);
+    vmss.provider_id = ProviderId::new(
+        "azure:///subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/gpu-ss/virtualMachines/3",
+    );
+    let plain = instance("i-0abc", &r, InstanceState::Running);
+    g.create_finished(&r, created(vec![vmss, plain]));
+    let snapshot = Snapshot::build(std::slice::from_ref(&g), None);
+    use crate::webhook::Target;
+    let found = |t: Target| snapshot.find(&t).map(|(_, v)| v.provider_id.to_string());
+    assert_eq!(
+        found(Target::Instance("gpu-ss_3".into())).as_deref(),
+        Some(
+            "azure:///subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/gpu-ss/virtualMachines/3"
+        )
+    );
+    assert_eq!(found(Target::Instance("gpu-ss_4".into())), None);
+    assert_eq!(
+        found(Target::Instance("i-0abc".into())).as_deref(),
+        Some("p:///z/i-0abc")
+    );
+    assert_eq!(
+        found(Target::Node("node-i-0abc".into())).as_deref(),
+        Some("p:///z/i-0abc")
+    );
+    assert_eq!(
+        found(Target::ProviderId("p:///z/i-0abc".into())).as_deref(),
+        Some("p:///z/i-0abc")
+    );
+    assert_eq!(found(Target::Instance("i-other".into())), None);
+}

@@ -130,6 +130,36 @@ impl Service {
     }
 }
 
+impl Service {
+    /// The minSize CA is told: the configured min, raised to the
+    /// pre-provisioning floor and to what interruption replacements ask.
+    fn min_size(&self, group: usize, snapshot: &crate::fleet::Snapshot) -> i32 {
+        let min = self
+            .floors
+            .min_size(group, self.fleet.specs()[group].min_size)
+            .max(snapshot.groups[group].replacement_floor);
+        i32::try_from(min).unwrap_or(i32::MAX)
+    }
+}
+
+/// `; replacing 2 interrupted (minSize 5)` while replacements are asked.
+fn replacing(view: &crate::fleet::GroupView) -> String {
+    let asked = view
+        .leaving
+        .iter()
+        .filter(|(_, l)| l.want.is_some())
+        .count();
+    let draining = view.leaving.iter().filter(|(_, l)| l.draining).count();
+    match (asked, draining) {
+        (0, 0) => String::new(),
+        (0, d) => format!("; draining {d} interrupted"),
+        (a, _) => format!(
+            "; replacing {a} interrupted (minSize {})",
+            view.replacement_floor
+        ),
+    }
+}
+
 #[tonic::async_trait]
 impl CloudProvider for Service {
     async fn node_groups(
@@ -138,6 +168,7 @@ impl CloudProvider for Service {
     ) -> Result<Response<NodeGroupsResponse>, Status> {
         self.observed(Rpc::NodeGroups, async {
             let boots = self.fleet.boots();
+            let snapshot = self.fleet.snapshot();
             Ok(NodeGroupsResponse {
                 node_groups: self
                     .cards
@@ -145,14 +176,13 @@ impl CloudProvider for Service {
                     .enumerate()
                     .map(|(i, c)| {
                         let mut wire = c.wire.clone();
-                        let spec = &self.fleet.specs()[i];
-                        let min = self.floors.min_size(i, spec.min_size);
-                        wire.min_size = i32::try_from(min).unwrap_or(i32::MAX);
+                        wire.min_size = self.min_size(i, &snapshot);
                         let q = boots.quantiles(i);
                         wire.debug = format!(
-                            "{}; {}; {}",
+                            "{}; {}{}; {}",
                             wire.debug,
                             crate::boot::describe(&q),
+                            replacing(&snapshot.groups[i]),
                             self.floors.floor(i).describe()
                         );
                         wire
@@ -173,17 +203,14 @@ impl CloudProvider for Service {
                 .node
                 .as_ref()
                 .ok_or_else(|| bad_field("node", "missing"))?;
-            let group = self
-                .fleet
-                .snapshot()
-                .group_of(&node.provider_id, &node.name);
+            let snapshot = self.fleet.snapshot();
+            let group = snapshot.group_of(&node.provider_id, &node.name);
             Ok(NodeGroupForNodeResponse {
                 node_group: Some(match group {
                     Some(i) => {
                         let mut wire = self.cards[i].wire.clone();
-                        // The same minSize as NodeGroups, floor included.
-                        let min = self.floors.min_size(i, self.fleet.specs()[i].min_size);
-                        wire.min_size = i32::try_from(min).unwrap_or(i32::MAX);
+                        // The same minSize as NodeGroups, floors included.
+                        wire.min_size = self.min_size(i, &snapshot);
                         wire
                     }
                     // "Not ours": CA ignores the node.

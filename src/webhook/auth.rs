@@ -58,8 +58,13 @@ impl Secret {
                 .ok_or(Denied::Wrong)?;
             return hmac::verify(&self.key, body, &mac).map_err(|_| Denied::Wrong);
         }
+        // The scheme is case-insensitive (RFC 9110 §11.1): Azure sends
+        // "BEARER".
         let token = authorization
-            .and_then(|a| a.trim().strip_prefix("Bearer "))
+            .map(str::trim)
+            .and_then(|a| a.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .ok_or(Denied::Missing)?;
         if bool::from(token.trim().as_bytes().ct_eq(&self.token)) {
             Ok(())

@@ -3,7 +3,7 @@
 //! notification): spot interruption warnings, rebalance recommendations,
 //! state changes and AWS Health scheduled changes for EC2.
 
-use super::notice::{BadNotice, Kind, Notice, Source, Target, rfc3339};
+use super::notice::{BadNotice, Kind, Notice, Source, Target, rfc1123, rfc3339};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -82,8 +82,17 @@ fn health(event: &Event, time: std::time::SystemTime) -> Result<Vec<Notice>, Bad
     if service != Some("EC2") || category != Some("scheduledChange") {
         return Ok(Vec::new());
     }
+    // AWS Health writes its times as HTTP dates ("Wed, 16 Aug 2023
+    // 23:18:51 GMT"); RFC 3339 is taken too.
     let deadline = match d.get("startTime").and_then(|v| v.as_str()) {
-        Some(t) => rfc3339("detail.startTime", t)?,
+        Some(t) => rfc1123("detail.startTime", t)
+            .or_else(|_| rfc3339("detail.startTime", t))
+            .map_err(|_| {
+                BadNotice::new(
+                    "detail.startTime",
+                    format!("{t:?} is neither an HTTP date nor an RFC 3339 time"),
+                )
+            })?,
         None => time,
     };
     let entities = d
@@ -111,4 +120,46 @@ fn health(event: &Event, time: std::time::SystemTime) -> Result<Vec<Notice>, Bad
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    #[test]
+    fn an_aws_health_scheduled_change_takes_its_http_date_start_as_the_deadline() {
+        // The shape AWS Health sends to EventBridge (startTime as an HTTP date).
+        let body = br#"{
+          "version": "0", "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+          "detail-type": "AWS Health Event", "source": "aws.health",
+          "account": "123456789012", "time": "2023-01-27T01:43:21Z", "region": "us-east-1",
+          "resources": ["i-abcd1111"],
+          "detail": {
+            "eventArn": "arn:aws:health:us-east-1::event/EC2/AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED/AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED_1",
+            "service": "EC2",
+            "eventTypeCode": "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
+            "eventTypeCategory": "scheduledChange",
+            "startTime": "Fri, 27 Jan 2023 06:00:00 GMT",
+            "eventDescription": [{"language": "en_US", "latestDescription": "retirement"}],
+            "affectedEntities": [{"entityValue": "i-abcd1111"}]
+          }
+        }"#;
+        let notices = parse(body).expect("a real Health event parses");
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0].kind, Kind::Termination);
+        assert_eq!(notices[0].target, Target::Instance("i-abcd1111".into()));
+        let expected = chrono::DateTime::parse_from_rfc3339("2023-01-27T06:00:00Z").unwrap();
+        assert_eq!(notices[0].deadline, Some(SystemTime::from(expected)));
+    }
+
+    #[test]
+    fn a_health_start_time_in_neither_format_names_the_field() {
+        let body = br#"{"version": "0", "id": "x", "detail-type": "AWS Health Event",
+          "source": "aws.health", "time": "2023-01-27T01:43:21Z",
+          "detail": {"service": "EC2", "eventTypeCategory": "scheduledChange",
+            "startTime": "soon", "affectedEntities": [{"entityValue": "i-1"}]}}"#;
+        let e = parse(body).unwrap_err();
+        assert_eq!(e.field, "detail.startTime");
+    }
 }

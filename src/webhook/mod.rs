@@ -12,9 +12,20 @@
 //! - `/notices/gcp/pubsub`: a Pub/Sub push subscription on a log sink.
 //! - `/notices/generic`: gpupool's own format ([`generic`]).
 //!
-//! Every route but SNS takes the shared secret: `Authorization: Bearer`,
-//! an HMAC of the body in `X-Gpupool-Signature`, or (for senders that can
-//! set neither: Pub/Sub push, Event Grid) `?token=` in the URL.
+//! Authentication:
+//! - SNS: SNS's own signature and the topic allow-list ([`sns`]); no secret.
+//! - Every other route takes the shared secret: `Authorization: Bearer`,
+//!   an HMAC of the body in `X-Gpupool-Signature`, or (for senders that can
+//!   set neither: Event Grid, Pub/Sub push without authentication) `?token=`
+//!   in the URL ([`auth`]).
+//! - `/notices/gcp/pubsub` also takes, when `webhook.gcp_pubsub` is set, the
+//!   Google-signed OIDC ID token of a push subscription with authentication
+//!   (`Authorization: Bearer <JWT>`): RS256 by a key of Google's JWKS, `iss`
+//!   Google, `aud` the configured audience, not expired (60 s leeway, by the
+//!   injected clock), `email_verified` and `email` an allowed service account
+//!   ([`oidc`]). The shared secret still works there too (a node agent). A
+//!   refused token is a 401 naming the reason; Google's keys not to be had is
+//!   a 503, so Pub/Sub delivers again.
 
 pub mod auth;
 pub mod aws;
@@ -22,6 +33,7 @@ pub mod azure;
 pub mod gcp;
 pub mod generic;
 pub mod notice;
+pub mod oidc;
 pub mod sns;
 
 pub use notice::{BadNotice, Kind, Notice, Source, Target};
@@ -57,12 +69,16 @@ pub struct Settings {
     pub sns_topic_arns: Vec<String>,
     pub body_limit: usize,
     pub per_source_per_second: NonZeroU32,
+    /// Pub/Sub push with authentication: the OIDC tokens taken on
+    /// `/notices/gcp/pubsub` besides the shared secret.
+    pub gcp_pubsub: Option<oidc::PushAuth>,
 }
 
 /// The webhook's shared state.
 pub struct Webhook {
     settings: Settings,
     certificates: sns::Certificates,
+    pubsub_tokens: Option<oidc::Verifier>,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     seen: Mutex<Seen>,
     tx: mpsc::Sender<Notice>,
@@ -123,6 +139,7 @@ enum Refusal {
     Denied(auth::Denied),
     Bad(BadNotice),
     Sns(sns::SnsError),
+    Oidc(oidc::OidcError),
     Busy,
 }
 
@@ -140,6 +157,10 @@ impl IntoResponse for Refusal {
             Refusal::Sns(e @ sns::SnsError::Unavailable(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
+            Refusal::Oidc(e) if e.is_unavailable() => {
+                (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+            Refusal::Oidc(e) => (StatusCode::UNAUTHORIZED, e.to_string()),
             Refusal::Busy => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "notice queue full; retry".to_owned(),
@@ -162,6 +183,12 @@ impl Webhook {
         metrics: Arc<Metrics>,
     ) -> Result<(Arc<Self>, mpsc::Receiver<Notice>), String> {
         let certificates = sns::Certificates::new()?;
+        let pubsub_tokens = settings
+            .gcp_pubsub
+            .clone()
+            .map(oidc::Verifier::new)
+            .transpose()
+            .map_err(|e| format!("webhook.gcp_pubsub: {e}"))?;
         let (tx, rx) = mpsc::channel(10_000);
         let quota = Quota::per_second(settings.per_source_per_second);
         Ok((
@@ -169,6 +196,7 @@ impl Webhook {
                 limiter: RateLimiter::keyed(quota),
                 settings,
                 certificates,
+                pubsub_tokens,
                 seen: Mutex::default(),
                 tx,
                 clock,
@@ -210,6 +238,32 @@ impl Webhook {
             .secret
             .check(authorization, header(auth::SIGNATURE_HEADER), &a.body)
             .map_err(Refusal::Denied)?;
+        Ok(&a.body)
+    }
+
+    /// `/notices/gcp/pubsub`: the shared secret, or with `gcp_pubsub` set, a
+    /// bearer JWT verified as the push subscription's OIDC token.
+    async fn authenticate_pubsub<'a>(&self, a: &'a Admitted) -> Result<&'a [u8], Refusal> {
+        let denied = match self.authenticate(a) {
+            Ok(body) => return Ok(body),
+            Err(denied) => denied,
+        };
+        let jwt = a
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|t| t.matches('.').count() == 2);
+        let (Some(verifier), Some(jwt)) = (&self.pubsub_tokens, jwt) else {
+            return Err(denied);
+        };
+        let account = verifier
+            .verify(jwt, self.clock.now())
+            .await
+            .map_err(Refusal::Oidc)?;
+        tracing::debug!(%account, "Pub/Sub push OIDC token verified");
         Ok(&a.body)
     }
 
@@ -384,7 +438,7 @@ async fn azure_eventgrid(State(w): Hook, a: Admitted) -> Result<Response, Refusa
 }
 
 async fn gcp_pubsub(State(w): Hook, a: Admitted) -> Result<Response, Refusal> {
-    let body = w.authenticate(&a)?;
+    let body = w.authenticate_pubsub(&a).await?;
     w.accept(gcp::pubsub_push(body).map_err(Refusal::Bad)?)
 }
 
@@ -393,13 +447,10 @@ async fn generic_route(State(w): Hook, a: Admitted) -> Result<Response, Refusal>
     w.accept(generic::parse(body, Source::Generic).map_err(Refusal::Bad)?)
 }
 
-/// Takes the queued notices until the webhook stops: each is matched to the
-/// fleet's instances, logged and counted. (The replacement that acts on
-/// them comes in the interruption engine.)
+/// Hands every notice to the interruption engine, in arrival order.
 pub async fn consume(
     mut notices: mpsc::Receiver<Notice>,
-    fleet: Arc<crate::fleet::Fleet>,
-    metrics: Arc<Metrics>,
+    engine: Arc<crate::interrupt::Engine>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
     loop {
@@ -410,30 +461,7 @@ pub async fn consume(
                 None => return,
             },
         };
-        let snapshot = fleet.snapshot();
-        match snapshot.find(&n.target) {
-            Some((group, instance)) => {
-                metrics.notice(n.source.label(), n.kind.label(), "ours");
-                tracing::info!(
-                    source = n.source.label(),
-                    kind = n.kind.label(),
-                    group = %fleet.specs()[group].id,
-                    instance = %instance.provider_id,
-                    deadline = ?n.deadline.map(humantime::format_rfc3339_seconds),
-                    id = %n.id,
-                    "interruption notice"
-                );
-            }
-            None => {
-                metrics.notice(n.source.label(), n.kind.label(), "not_ours");
-                tracing::info!(
-                    source = n.source.label(),
-                    kind = n.kind.label(),
-                    target = %n.target,
-                    id = %n.id,
-                    "notice for an instance that is not ours; not acted on"
-                );
-            }
-        }
+        let outcome = engine.notice(&n);
+        tracing::debug!(id = %n.id, outcome = ?outcome, "notice handled");
     }
 }

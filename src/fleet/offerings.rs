@@ -1,0 +1,213 @@
+//! Offerings (instance type, zone, capacity type) to stay away from for a
+//! while: the spot pool an instance was just reclaimed from, or one the cloud
+//! just said has no capacity. A replacement bought back into the pool that is
+//! being reclaimed would be interrupted in turn.
+
+use gpupool_cloud::{CapacityType, CloudError, CreateRequest, ErrorClass, PurchaseOption};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+/// How long an offering is skipped after an interruption or a capacity
+/// error, unless configured otherwise.
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(180);
+
+/// The code of the error a request gets when every offering it could use
+/// is skipped.
+pub const RECENTLY_UNAVAILABLE: &str = "OfferingRecentlyUnavailable";
+
+/// One way to buy an instance.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Offering {
+    pub instance_type: String,
+    pub zone: String,
+    pub capacity: CapacityType,
+}
+
+impl std::fmt::Display for Offering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} in {}",
+            self.capacity, self.instance_type, self.zone
+        )
+    }
+}
+
+/// Offerings skipped until a time.
+#[derive(Debug, Default)]
+pub struct Unavailable {
+    until: Mutex<HashMap<Offering, SystemTime>>,
+}
+
+impl Unavailable {
+    /// Skips `offering` until `until` (a later mark extends it).
+    pub fn mark(&self, offering: Offering, until: SystemTime, why: &str) {
+        let mut map = self.lock();
+        let entry = map.entry(offering.clone()).or_insert(until);
+        *entry = (*entry).max(until);
+        tracing::info!(offering = %offering, until = %humantime::format_rfc3339_seconds(*entry), reason = why, "offering skipped for a while");
+    }
+
+    /// How many offerings are skipped at `now`.
+    pub fn count(&self, now: SystemTime) -> usize {
+        self.lock().values().filter(|u| **u > now).count()
+    }
+
+    /// The request without the skipped offerings: spot zones left out, and a
+    /// `spot-then-on-demand` request with no spot zone left bought on demand.
+    /// `Err` (out of resources, so CA backs off and tries another group)
+    /// when nothing is left.
+    pub fn filter(
+        &self,
+        mut request: CreateRequest,
+        now: SystemTime,
+    ) -> Result<CreateRequest, CloudError> {
+        let mut map = self.lock();
+        map.retain(|_, until| *until > now);
+        if map.is_empty() {
+            return Ok(request);
+        }
+        let skipped = |zone: &str, capacity| {
+            map.contains_key(&Offering {
+                instance_type: request.instance_type.clone(),
+                zone: zone.to_owned(),
+                capacity,
+            })
+        };
+        let open = |capacity| -> Vec<String> {
+            request
+                .zones
+                .iter()
+                .filter(|z| !skipped(z, capacity))
+                .cloned()
+                .collect()
+        };
+        let spot = open(CapacityType::Spot);
+        let on_demand = open(CapacityType::OnDemand);
+        let (purchase, zones) = match request.purchase {
+            PurchaseOption::OnDemand => (PurchaseOption::OnDemand, on_demand),
+            PurchaseOption::Spot => (PurchaseOption::Spot, spot),
+            PurchaseOption::SpotThenOnDemand if spot.is_empty() => {
+                (PurchaseOption::OnDemand, on_demand)
+            }
+            // Spot where it is open; the on-demand rest in the group's zones.
+            PurchaseOption::SpotThenOnDemand => (PurchaseOption::SpotThenOnDemand, spot),
+        };
+        if zones.is_empty() {
+            return Err(CloudError::new(
+                ErrorClass::OutOfResources,
+                RECENTLY_UNAVAILABLE,
+                format!(
+                    "every {} offering of {} in {} was interrupted or out of capacity in the last minutes; skipped until it cools down",
+                    request.purchase,
+                    request.instance_type,
+                    request.zones.join(", ")
+                ),
+            ));
+        }
+        if purchase != request.purchase || zones.len() != request.zones.len() {
+            tracing::info!(
+                group = %request.group,
+                request = %request.request_id,
+                purchase = %purchase,
+                zones = ?zones,
+                "skipping recently interrupted or exhausted offerings"
+            );
+        }
+        request.purchase = purchase;
+        request.zones = zones;
+        Ok(request)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Offering, SystemTime>> {
+        self.until.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpupool_cloud::{GroupId, RequestId};
+
+    fn request(purchase: PurchaseOption) -> CreateRequest {
+        CreateRequest {
+            request_id: RequestId::new("r1"),
+            group: GroupId::new("g"),
+            instance_type: "p5.48xlarge".into(),
+            zones: vec!["a".into(), "b".into()],
+            purchase,
+            count: 1,
+            max_spot_price: None,
+        }
+    }
+
+    fn offering(zone: &str, capacity: CapacityType) -> Offering {
+        Offering {
+            instance_type: "p5.48xlarge".into(),
+            zone: zone.into(),
+            capacity,
+        }
+    }
+
+    #[test]
+    fn an_interrupted_spot_zone_is_left_out_until_it_cools_down() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let u = Unavailable::default();
+        u.mark(
+            offering("a", CapacityType::Spot),
+            now + DEFAULT_COOLDOWN,
+            "test",
+        );
+        let r = u.filter(request(PurchaseOption::Spot), now).unwrap();
+        assert_eq!(r.zones, vec!["b".to_owned()]);
+        assert_eq!(u.count(now), 1);
+        let later = now + DEFAULT_COOLDOWN;
+        let r = u.filter(request(PurchaseOption::Spot), later).unwrap();
+        assert_eq!(r.zones.len(), 2);
+        assert_eq!(u.count(later), 0);
+    }
+
+    #[test]
+    fn spot_then_on_demand_falls_back_to_on_demand_when_no_spot_zone_is_left() {
+        let now = SystemTime::UNIX_EPOCH;
+        let u = Unavailable::default();
+        u.mark(
+            offering("a", CapacityType::Spot),
+            now + DEFAULT_COOLDOWN,
+            "test",
+        );
+        u.mark(
+            offering("b", CapacityType::Spot),
+            now + DEFAULT_COOLDOWN,
+            "test",
+        );
+        let r = u
+            .filter(request(PurchaseOption::SpotThenOnDemand), now)
+            .unwrap();
+        assert_eq!(r.purchase, PurchaseOption::OnDemand);
+        assert_eq!(r.zones.len(), 2);
+        // The on-demand offerings are untouched by spot marks.
+        let r = u.filter(request(PurchaseOption::OnDemand), now).unwrap();
+        assert_eq!(r.zones.len(), 2);
+    }
+
+    #[test]
+    fn a_spot_group_with_nothing_left_gets_an_out_of_resources_error_for_ca() {
+        let now = SystemTime::UNIX_EPOCH;
+        let u = Unavailable::default();
+        u.mark(
+            offering("a", CapacityType::Spot),
+            now + DEFAULT_COOLDOWN,
+            "test",
+        );
+        u.mark(
+            offering("b", CapacityType::Spot),
+            now + DEFAULT_COOLDOWN,
+            "test",
+        );
+        let e = u.filter(request(PurchaseOption::Spot), now).unwrap_err();
+        assert_eq!(e.class, ErrorClass::OutOfResources);
+        assert!(e.message.contains("p5.48xlarge"), "{}", e.message);
+    }
+}

@@ -1,0 +1,470 @@
+//! One operation's task: journal, (standby,) cordon, drain, release. Each
+//! step is journalled once done, so a resume starts at the next one.
+
+use super::{Engine, FaultPoint, Handle, Mode, Step};
+use crate::cluster::drain::{Eviction, PodRef};
+use crate::cluster::journal::Created;
+use crate::fleet::Want;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How a drain ended.
+#[derive(Debug, PartialEq, Eq)]
+enum DrainEnd {
+    Drained,
+    TimedOut {
+        left: usize,
+    },
+    /// The instance went first (the cloud took it, or CA deleted it).
+    Gone,
+    Cancelled,
+}
+
+impl Engine {
+    pub(super) async fn run(self: Arc<Self>, h: Arc<Handle>, journalled: bool) {
+        let (provider_id, group_id) = {
+            let op = h.op();
+            (op.provider_id.clone(), op.group.clone())
+        };
+        if !journalled {
+            self.journal_new(&h).await;
+        }
+        if self.crashed_at(FaultPoint::Marked, &provider_id) {
+            return;
+        }
+
+        if h.op().mode == Mode::Standby {
+            self.event(&h, false, "ReplacementStandingBy", {
+                let op = h.op();
+                format!(
+                    "Rebalance recommendation from {}: a replacement is asked of cluster-autoscaler (minSize {}); the node stays in service until its interruption notice",
+                    op.cause.source,
+                    op.want.unwrap_or_default()
+                )
+            })
+            .await;
+            let ends = h.op().received() + self.settings.rebalance_standby;
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = h.nudge.notified() => {}
+                _ = tokio::time::sleep(self.until(ends)) => {}
+            }
+            if h.op().mode == Mode::Standby {
+                self.fleet.stand_down(h.group, &provider_id);
+                self.event(&h, false, "ReplacementStoodDown", "No interruption followed the rebalance recommendation; the node stays and cluster-autoscaler scales down what is not needed".into()).await;
+                self.close(&h, "stood_down").await;
+                return;
+            }
+            // Interrupted after all: on with the drain, same replacement.
+            self.journal_update(&h).await;
+        }
+
+        let received = h.op().received();
+        let node = self.node_of(&h).await;
+        let timeout = self.fleet.specs()[h.group]
+            .annotations
+            .drain_timeout
+            .unwrap_or(self.settings.drain_timeout);
+        if h.op().drain_started.is_none() {
+            h.op().drain_started = Some(super::op::utc(self.now()));
+        }
+        let deadline = h.op().drain_deadline(self.settings.drain_margin, timeout);
+
+        if h.op().step < Step::Cordoned {
+            if let (Some(nodes), Some(node)) = (&self.nodes, &node) {
+                let kind = h.op().cause.kind.clone();
+                match nodes.cordon(node, &self.settings.taint_key, &kind).await {
+                    Ok(true) => {
+                        self.metrics.interruptions.step(
+                            &group_id,
+                            "cordoned",
+                            self.since(received),
+                        );
+                        self.event(
+                            &h,
+                            false,
+                            "Cordoned",
+                            format!(
+                                "Cordoned and tainted {}={kind}:NoSchedule",
+                                self.settings.taint_key
+                            ),
+                        )
+                        .await;
+                    }
+                    Ok(false) => tracing::info!(node, "node gone before its cordon"),
+                    Err(e) => tracing::warn!(node, error = %e, "cordon failed; draining anyway"),
+                }
+            }
+            h.op().step = Step::Cordoned;
+            self.journal_update(&h).await;
+            if self.crashed_at(FaultPoint::Cordoned, &provider_id) {
+                return;
+            }
+        }
+
+        let mut outcome = "released";
+        if h.op().step < Step::Drained {
+            let end = match (&self.nodes, &node) {
+                (Some(_), Some(node)) => self.drain(&h, node, deadline).await,
+                _ => self.wait_out(&h, deadline).await,
+            };
+            match end {
+                DrainEnd::Cancelled => return,
+                DrainEnd::Drained => {
+                    self.metrics
+                        .interruptions
+                        .step(&group_id, "drained", self.since(received));
+                    let evicted = h.op().evicted;
+                    self.event(&h, false, "Drained", format!("{evicted} pods evicted"))
+                        .await;
+                }
+                DrainEnd::TimedOut { left } => {
+                    outcome = "drain_timed_out";
+                    self.event(&h, true, "DrainTimedOut", format!("Drain deadline {} reached with {left} pods left; letting the instance go", humantime::format_rfc3339_seconds(deadline))).await;
+                }
+                DrainEnd::Gone => outcome = "gone",
+            }
+            h.op().step = Step::Drained;
+            self.journal_update(&h).await;
+            if self.crashed_at(FaultPoint::Drained, &provider_id) {
+                return;
+            }
+        }
+
+        // The instance goes only once CA has taken its replacement (or at
+        // the drain deadline): a release before that would drop the floor
+        // with the replacement never asked for.
+        if !self.replacement_taken(&h, deadline).await {
+            return;
+        }
+        h.op().step = Step::Releasing;
+        self.journal_update(&h).await;
+        if self.crashed_at(FaultPoint::Releasing, &provider_id) {
+            return;
+        }
+        let released = self.fleet.release(h.group, &provider_id);
+        if released {
+            self.metrics
+                .interruptions
+                .step(&group_id, "released", self.since(received));
+            self.event(
+                &h,
+                false,
+                "Released",
+                "Instance let go: deleted and out of the node group's target size".into(),
+            )
+            .await;
+        } else if outcome == "released" {
+            outcome = "gone";
+        }
+        if self.crashed_at(FaultPoint::Released, &provider_id) {
+            return;
+        }
+        self.close(&h, outcome).await;
+    }
+
+    /// Waits until CA has scaled the group up to the replacement's minSize
+    /// (or the drain deadline passes, or the instance goes); false when
+    /// cancelled.
+    async fn replacement_taken(&self, h: &Handle, deadline: SystemTime) -> bool {
+        let (provider_id, want) = {
+            let op = h.op();
+            (op.provider_id.clone(), op.want)
+        };
+        if want.is_none() || h.op().step >= Step::Releasing {
+            return true;
+        }
+        let group_id = self.fleet.specs()[h.group].id.to_string();
+        loop {
+            if self.launched(h) {
+                return true;
+            }
+            if !self.still_member(h.group, &provider_id) {
+                return true;
+            }
+            if self.now() >= deadline {
+                tracing::warn!(group = %group_id, instance = %provider_id, "cluster-autoscaler did not take the replacement by the drain deadline (is it run with --enforce-node-group-min-size?); letting the instance go");
+                self.event(h, true, "ReplacementNotTaken", "cluster-autoscaler did not scale the group up to its raised minSize by the drain deadline; is it run with --enforce-node-group-min-size=true?".into()).await;
+                return true;
+            }
+            if !self.pause(h).await {
+                return false;
+            }
+        }
+    }
+
+    /// Journals a new operation. If the instance already had one (a previous
+    /// run or another replica started it), that one is taken up instead:
+    /// same `minSize`, from its step.
+    async fn journal_new(&self, h: &Handle) {
+        let op = h.op().clone();
+        match self.journal.create(&op).await {
+            Ok(Created::New) => {
+                let note = match (op.mode, op.want) {
+                    (Mode::DrainOnly, _) => "no replacement (drain only)".to_owned(),
+                    (_, Some(want)) => {
+                        format!("replacement asked of cluster-autoscaler (minSize {want})")
+                    }
+                    (_, None) => "no replacement".to_owned(),
+                };
+                let deadline = op
+                    .deadline()
+                    .map(|d| {
+                        format!(
+                            ", the cloud takes it at {}",
+                            humantime::format_rfc3339_seconds(d)
+                        )
+                    })
+                    .unwrap_or_default();
+                self.event(
+                    h,
+                    true,
+                    "InterruptionNotice",
+                    format!(
+                        "{} {} notice ({}){deadline}: {note}",
+                        op.cause.source, op.cause.kind, op.cause.notice_id
+                    ),
+                )
+                .await;
+            }
+            Ok(Created::Exists(existing)) => {
+                tracing::info!(instance = %op.provider_id, step = existing.step.label(), "instance already journalled: taking its operation up");
+                self.fleet.stand_down(h.group, &op.provider_id);
+                let want = existing.want.map_or(Want::Nothing, Want::Exactly);
+                let _ = self.fleet.mark_leaving(
+                    h.group,
+                    &op.provider_id,
+                    want,
+                    existing.mode != Mode::Standby,
+                );
+                *h.op() = *existing;
+            }
+            Err(e) => {
+                tracing::error!(instance = %op.provider_id, error = %e, "interruption operation not journalled; it goes on, but a restart would not resume it")
+            }
+        }
+    }
+
+    async fn journal_update(&self, h: &Handle) {
+        let op = h.op().clone();
+        if let Err(e) = self.journal.update(&op).await {
+            tracing::warn!(instance = %op.provider_id, step = op.step.label(), error = %e, "interruption journal not updated; a restart would redo this step");
+        }
+    }
+
+    async fn close(&self, h: &Handle, outcome: &'static str) {
+        let op = h.op().clone();
+        if let Err(e) = self.journal.remove(&op.provider_id).await {
+            tracing::warn!(instance = %op.provider_id, error = %e, "interruption journal entry not removed; a restart finds its instance gone and closes it");
+        }
+        self.metrics.interruptions.closed(&op.group, outcome);
+        tracing::info!(instance = %op.provider_id, group = %op.group, outcome, evicted = op.evicted, "interruption operation closed");
+        self.forget(&op.provider_id);
+    }
+
+    /// The operation's node: as journalled, else as the cloud named it, else
+    /// found by providerID.
+    async fn node_of(&self, h: &Handle) -> Option<String> {
+        let (known, provider_id) = {
+            let op = h.op();
+            (op.node.clone(), op.provider_id.clone())
+        };
+        let nodes = self.nodes.as_ref()?;
+        match nodes.find_node(&provider_id, known.as_deref()).await {
+            Ok(found) => {
+                h.op().node = found.clone();
+                found
+            }
+            Err(e) => {
+                tracing::warn!(instance = %provider_id, error = %e, "node not looked up; using the cloud's name for it");
+                known
+            }
+        }
+    }
+
+    /// Evicts the node's pods until none is left or `deadline`.
+    async fn drain(&self, h: &Handle, node: &str, deadline: SystemTime) -> DrainEnd {
+        let Some(nodes) = &self.nodes else {
+            return DrainEnd::Drained;
+        };
+        let group_id = self.fleet.specs()[h.group].id.to_string();
+        let provider_id = h.op().provider_id.clone();
+        let mut blocked_told = BTreeSet::new();
+        loop {
+            self.launched(h);
+            if !self.still_member(h.group, &provider_id) {
+                return DrainEnd::Gone;
+            }
+            let pods = match nodes.pods_to_move(node).await {
+                Ok(pods) => pods,
+                Err(e) => {
+                    tracing::warn!(node, error = %e, "pods on the node not listed; retrying");
+                    if self.now() >= deadline {
+                        return DrainEnd::TimedOut { left: 0 };
+                    }
+                    if !self.pause(h).await {
+                        return DrainEnd::Cancelled;
+                    }
+                    continue;
+                }
+            };
+            if pods.is_empty() {
+                return DrainEnd::Drained;
+            }
+            if self.now() >= deadline {
+                return DrainEnd::TimedOut { left: pods.len() };
+            }
+            // Critical pods only once every other pod has left.
+            let critical_only = pods.iter().all(|p| p.critical);
+            let wave: Vec<&PodRef> = pods
+                .iter()
+                .filter(|p| p.critical == critical_only && !p.terminating)
+                .collect();
+            let mut evicted = 0;
+            for pod in wave {
+                match nodes.evict(pod).await {
+                    Ok(Eviction::Evicted) => {
+                        evicted += 1;
+                        let note = format!("Evicted pod {}/{}", pod.namespace, pod.name);
+                        self.pod_event(h, false, "Evicted", note, Some(pod)).await;
+                    }
+                    Ok(Eviction::Gone) => {}
+                    Ok(Eviction::Refused(why)) => {
+                        let key = format!("{}/{}", pod.namespace, pod.name);
+                        if blocked_told.insert(key.clone()) {
+                            let note = format!(
+                                "Pod {key}: {why}; retrying every {} until {}",
+                                humantime::format_duration(self.settings.eviction_retry),
+                                humantime::format_rfc3339_seconds(deadline)
+                            );
+                            self.pod_event(h, true, "EvictionRefused", note, Some(pod))
+                                .await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(node, pod = %pod.name, error = %e, "eviction failed; retrying")
+                    }
+                }
+            }
+            if evicted > 0 {
+                h.op().evicted += evicted;
+                self.metrics.interruptions.evicted(&group_id, evicted);
+            }
+            if !self.pause(h).await {
+                return DrainEnd::Cancelled;
+            }
+        }
+    }
+
+    /// With no cluster to drain: waits for the drain deadline (the pods get
+    /// all the time the cloud gives), or until the instance goes.
+    async fn wait_out(&self, h: &Handle, deadline: SystemTime) -> DrainEnd {
+        let provider_id = h.op().provider_id.clone();
+        loop {
+            if !self.still_member(h.group, &provider_id) {
+                return DrainEnd::Gone;
+            }
+            if self.now() >= deadline {
+                return DrainEnd::Drained;
+            }
+            tokio::select! {
+                _ = self.cancel.cancelled() => return DrainEnd::Cancelled,
+                _ = h.nudge.notified() => {}
+                _ = tokio::time::sleep(self.until(deadline).min(self.settings.eviction_retry)) => {}
+            }
+        }
+    }
+
+    /// Waits one retry interval (or a nudge); false when cancelled.
+    async fn pause(&self, h: &Handle) -> bool {
+        tokio::select! {
+            _ = self.cancel.cancelled() => false,
+            _ = h.nudge.notified() => true,
+            _ = tokio::time::sleep(self.settings.eviction_retry) => true,
+        }
+    }
+
+    /// Whether the instance is still a leaving member (the mark goes when
+    /// the member does: deleted by CA, or stopped by the cloud).
+    fn still_member(&self, group: usize, provider_id: &str) -> bool {
+        self.fleet.snapshot().groups[group]
+            .leaving
+            .iter()
+            .any(|(p, _)| p.as_str() == provider_id)
+    }
+
+    /// Whether CA has taken the replacement; the first time it is seen,
+    /// the time from the notice is measured.
+    fn launched(&self, h: &Handle) -> bool {
+        use std::sync::atomic::Ordering;
+        if h.launched.load(Ordering::Relaxed) {
+            return true;
+        }
+        let (provider_id, received, want) = {
+            let op = h.op();
+            (op.provider_id.clone(), op.received(), op.want)
+        };
+        if want.is_none() || !self.replacement_launched(h.group, &provider_id) {
+            return false;
+        }
+        h.launched.store(true, Ordering::Relaxed);
+        self.metrics.interruptions.step(
+            self.fleet.specs()[h.group].id.as_str(),
+            "replacement_launched",
+            self.since(received),
+        );
+        true
+    }
+
+    /// Whether CA has taken the replacement: its scale-up was matched to
+    /// this instance, or the group's target reached the minSize it asked
+    /// (after a restart, which forgets the match).
+    fn replacement_launched(&self, group: usize, provider_id: &str) -> bool {
+        let snapshot = self.fleet.snapshot();
+        let view = &snapshot.groups[group];
+        view.leaving.iter().any(|(p, l)| {
+            p.as_str() == provider_id
+                && (l.replacement.is_some() || l.want.is_some_and(|w| view.target >= w))
+        })
+    }
+
+    async fn event(&self, h: &Handle, warning: bool, reason: &str, note: String) {
+        self.pod_event(h, warning, reason, note, None).await;
+    }
+
+    async fn pod_event(
+        &self,
+        h: &Handle,
+        warning: bool,
+        reason: &str,
+        note: String,
+        pod: Option<&PodRef>,
+    ) {
+        let node = h.op().node.clone();
+        if let (Some(nodes), Some(node)) = (&self.nodes, node) {
+            nodes.event(&node, warning, reason, note, pod).await;
+        }
+    }
+
+    /// Stops here, as a crash would, when the fault point is set (tests).
+    fn crashed_at(&self, point: FaultPoint, provider_id: &str) -> bool {
+        let hit = self.crash_at == Some(point);
+        if hit {
+            tracing::warn!(instance = provider_id, point = ?point, "fault injected: the operation stops here as if the process had died");
+        }
+        hit
+    }
+
+    fn now(&self) -> SystemTime {
+        self.fleet.clock().now()
+    }
+
+    fn since(&self, t: SystemTime) -> Duration {
+        self.now().duration_since(t).unwrap_or_default()
+    }
+
+    fn until(&self, t: SystemTime) -> Duration {
+        t.duration_since(self.now()).unwrap_or_default()
+    }
+}
