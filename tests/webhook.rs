@@ -409,5 +409,23 @@ async fn each_source_is_rate_limited() {
         status, 429,
         "a second request in the same second from the same source"
     );
+    // SNS retries only 5xx: past the limit it is told 503, so it redelivers.
+    let (status, _) = w
+        .post(
+            "/notices/aws/sns",
+            &[],
+            fixture("notification-v2.json").to_string(),
+        )
+        .await;
+    assert_eq!(status, 503);
+    // Refusals show on gpupool's side.
+    assert!(
+        w.metric("gpupool_webhook_refusals_total{route=\"/notices/generic\",status=\"429\"} 1")
+            .await
+    );
+    assert!(
+        w.metric("gpupool_webhook_refusals_total{route=\"/notices/aws/sns\",status=\"503\"} 1")
+            .await
+    );
     w.h.stop().await;
 }

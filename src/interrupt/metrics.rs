@@ -26,6 +26,12 @@ struct GroupLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    route: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     group: String,
     outcome: &'static str,
@@ -38,6 +44,7 @@ pub struct InterruptionMetrics {
     closed: Family<OutcomeLabels, Counter>,
     resumed: Counter,
     offerings_unavailable: Gauge,
+    refused: Family<RefusalLabels, Counter>,
 }
 
 impl std::fmt::Debug for InterruptionMetrics {
@@ -85,7 +92,14 @@ impl InterruptionMetrics {
             "(instance type, zone, capacity type) offerings skipped for a while after an interruption or a capacity error",
             offerings_unavailable.clone(),
         );
+        let refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "webhook_refusals",
+            "Webhook requests refused, by route (other: an unknown path) and HTTP status (400 malformed, 401 unauthenticated, 403 SNS signature or topic, 413 too large, 429 rate limited, 503 busy or keys unavailable)",
+            refused.clone(),
+        );
         Self {
+            refused,
             steps,
             evicted,
             open,
@@ -122,6 +136,12 @@ impl InterruptionMetrics {
                 group: group.to_owned(),
                 outcome,
             })
+            .inc();
+    }
+
+    pub fn refused(&self, route: &'static str, status: u16) {
+        self.refused
+            .get_or_create(&RefusalLabels { route, status })
             .inc();
     }
 

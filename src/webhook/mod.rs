@@ -220,6 +220,10 @@ impl Webhook {
             .route("/notices/gcp/pubsub", post(gcp_pubsub))
             .route("/notices/generic", post(generic_route))
             .layer(DefaultBodyLimit::max(self.settings.body_limit))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                observe_refusals,
+            ))
             .with_state(self.clone())
     }
 
@@ -324,6 +328,32 @@ impl Webhook {
 
 type Hook = State<Arc<Webhook>>;
 
+/// Every refused request is counted and logged (without its body), so a
+/// sender whose notices are refused shows on gpupool's side too.
+async fn observe_refusals(State(w): Hook, req: Request, next: axum::middleware::Next) -> Response {
+    const ROUTES: [&str; 6] = [
+        "/notices/aws/sns",
+        "/notices/aws/eventbridge",
+        "/notices/azure/scheduled-events",
+        "/notices/azure/eventgrid",
+        "/notices/gcp/pubsub",
+        "/notices/generic",
+    ];
+    let path = req.uri().path().to_owned();
+    let route = ROUTES
+        .iter()
+        .find(|r| **r == path)
+        .copied()
+        .unwrap_or("other");
+    let response = next.run(req).await;
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        w.metrics.interruptions.refused(route, status.as_u16());
+        tracing::info!(route, status = status.as_u16(), "webhook request refused");
+    }
+    response
+}
+
 /// A request past the source's rate limit (checked before its body is
 /// read), with what authentication needs.
 struct Admitted {
@@ -340,7 +370,14 @@ impl FromRequest<Arc<Webhook>> for Admitted {
         let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(&mut parts, w)
             .await
             .map_err(IntoResponse::into_response)?;
-        w.admit(peer).map_err(IntoResponse::into_response)?;
+        if let Err(refusal) = w.admit(peer) {
+            // SNS retries only 5xx answers (and timeouts): a 429 would lose
+            // the notice, a 503 has it delivered again.
+            if parts.uri.path() == "/notices/aws/sns" {
+                return Err(Refusal::Busy.into_response());
+            }
+            return Err(refusal.into_response());
+        }
         let Query(query) = Query::<HashMap<String, String>>::from_request_parts(&mut parts, w)
             .await
             .map_err(IntoResponse::into_response)?;
