@@ -758,3 +758,60 @@ async fn a_crash_after_any_step_resumes_from_the_journal_with_exactly_one_replac
         run.server.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn refused_notices_change_nothing() {
+    let rig = Rig::new("").await;
+    let mut run = rig.serve(None).await;
+    let nodes = three_nodes(&rig, &mut run).await;
+    let victim = &nodes[0];
+    let now = rig.clock.now();
+    let e = eventbridge(
+        "EC2 Spot Instance Interruption Warning",
+        &victim.instance,
+        now,
+    );
+    // No credentials, and wrong ones.
+    assert_eq!(
+        post(&run, "/notices/aws/eventbridge", &e, false).await.0,
+        401
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("{}/notices/aws/eventbridge", run.webhook))
+        .header("authorization", "Bearer not-the-secret-at-all")
+        .body(e.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    // Oversized (the default limit is 256 KiB).
+    let mut big = e.clone();
+    big["detail"]["padding"] = json!("x".repeat(300 * 1024));
+    assert_eq!(
+        post(&run, "/notices/aws/eventbridge", &big, true).await.0,
+        413
+    );
+    // Malformed: the field is named.
+    let mut bad = e.clone();
+    bad["time"] = json!("yesterday");
+    let (status, body) = post(&run, "/notices/aws/eventbridge", &bad, true).await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("time"), "{body}");
+    // A forged SNS message (signed, then its instance changed).
+    let mut forged = sns(&e, now, "msg-forged");
+    forged["Message"] = json!(
+        e.to_string()
+            .replace(&victim.instance, "i-0ffffffffffffffff")
+    );
+    assert_eq!(post(&run, "/notices/aws/sns", &forged, false).await.0, 403);
+
+    // Nothing changed: no operation, no journal, no cordon, no raised minSize.
+    assert!(run.server.interruptions.operations().is_empty());
+    assert!(rig.journal().is_empty());
+    assert!(!rig.cordoned(&victim.name));
+    assert_eq!(min_size(&mut run).await, 0);
+    assert_eq!(ca_loop(&mut run).await, (3, 0));
+    let m = metrics(&run).await;
+    assert!(!m.contains("outcome=\"ours\""), "{m}");
+    run.server.shutdown().await;
+}
