@@ -453,6 +453,32 @@ async fn full_replacement(format: Format) {
     // CA scales up by one, once.
     assert_eq!(ca_loop(&mut run).await, (4, 1));
     assert_eq!(ca_loop(&mut run).await, (4, 0));
+    // Not bought back into the spot pool being reclaimed.
+    run.server.fleet.settle().await;
+    let snapshot = run.server.fleet.snapshot();
+    let zone_of = |p: &str| {
+        snapshot.groups[0]
+            .instances
+            .iter()
+            .find(|i| i.provider_id.as_str() == p)
+            .and_then(|i| i.zone.clone())
+    };
+    let victim_zone = zone_of(&victim.provider_id).unwrap();
+    let replacement = snapshot.groups[0]
+        .instances
+        .iter()
+        .find(|i| {
+            nodes
+                .iter()
+                .all(|n| n.provider_id != i.provider_id.as_str())
+        })
+        .expect("the replacement");
+    assert_ne!(replacement.zone.as_deref(), Some(victim_zone.as_str()));
+    assert!(
+        metrics(&run)
+            .await
+            .contains("gpupool_offerings_unavailable 1")
+    );
 
     eventually("cordoned and tainted", async || rig.cordoned(&victim.name)).await;
     eventually("the operation closed", async || {
