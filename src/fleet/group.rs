@@ -220,7 +220,6 @@ impl GroupState {
     /// floor goes in the same change, so CA never sees the target dip below
     /// a minSize it still asks for. `None` when it is no longer a member.
     pub fn release(&mut self, provider_id: &str) -> Option<Work> {
-        self.leaving.remove(provider_id);
         let index = self
             .members
             .iter()
@@ -228,6 +227,7 @@ impl GroupState {
         let Member::Live(instance) = self.members.remove(index) else {
             unreachable!("position matched a live member")
         };
+        self.prune_leaving();
         let id = instance.id.clone();
         self.deleting.insert(
             id.clone(),
@@ -245,18 +245,27 @@ impl GroupState {
         self.leaving.remove(provider_id);
     }
 
-    /// Leaving entries whose member is gone (deleted by CA, stopped by the
-    /// cloud) take their floor with them.
+    /// Leaving entries whose member is gone (released, deleted by CA,
+    /// stopped by the cloud) take their floor with them; every other
+    /// leaving entry's `want` drops by one per member gone, since the
+    /// target it was counted against lost that member.
     fn prune_leaving(&mut self) {
         if self.leaving.is_empty() {
             return;
         }
         let members = &self.members;
+        let before = self.leaving.len();
         self.leaving.retain(|p, _| {
             members
                 .iter()
                 .any(|m| matches!(m, Member::Live(i) if &i.provider_id == p))
         });
+        let gone = u32::try_from(before - self.leaving.len()).unwrap_or(u32::MAX);
+        if gone > 0 {
+            for l in self.leaving.values_mut() {
+                l.want = l.want.map(|w| w.saturating_sub(gone));
+            }
+        }
     }
 
     fn live(&self) -> u32 {

@@ -518,3 +518,43 @@ fn a_notice_finds_its_instance_by_providerid_node_name_instance_id_or_azure_scal
     );
     assert_eq!(found(Target::Instance("i-other".into())), None);
 }
+
+#[test]
+fn one_operation_ending_lowers_the_others_floor_so_ca_buys_nothing_extra() {
+    let (mut g, _) = with_live(0, 10, 3);
+    assert_eq!(
+        g.mark_leaving("p:///z/i0", Want::Next, true).unwrap(),
+        Some(4)
+    );
+    g.increase(1, RequestId::new("r1")).unwrap(); // CA: 3 -> 4
+    assert_eq!(
+        g.mark_leaving("p:///z/i1", Want::Next, true).unwrap(),
+        Some(5)
+    );
+    g.increase(1, RequestId::new("r2")).unwrap(); // CA: 4 -> 5
+    g.release("p:///z/i0").unwrap();
+    assert_eq!(g.target(), 4);
+    assert_eq!(
+        g.replacement_floor(),
+        4,
+        "i1's floor follows the target down"
+    );
+    // The same when the cloud takes the other one first.
+    let (mut g, r) = with_live(0, 10, 3);
+    g.mark_leaving("p:///z/i0", Want::Next, true).unwrap();
+    g.increase(1, RequestId::new("r1")).unwrap();
+    g.mark_leaving("p:///z/i1", Want::Next, true).unwrap();
+    g.increase(1, RequestId::new("r2")).unwrap();
+    let listed = vec![
+        instance("i0", &r, InstanceState::Terminated),
+        instance("i1", &r, InstanceState::Running),
+        instance("i2", &r, InstanceState::Running),
+    ];
+    g.reconcile(listed, t0());
+    assert!(
+        g.target() >= g.replacement_floor(),
+        "{} < {}",
+        g.target(),
+        g.replacement_floor()
+    );
+}

@@ -227,22 +227,6 @@ impl Engine {
             id = %n.id,
             "interruption notice"
         );
-        if instance.capacity_type == Some(gpupool_cloud::CapacityType::Spot)
-            && matches!(
-                n.kind,
-                Kind::Interruption | Kind::Rebalance | Kind::Terminated
-            )
-            && let Some(zone) = &instance.zone
-        {
-            self.fleet.offering_unavailable(
-                Offering {
-                    instance_type: instance.instance_type.clone(),
-                    zone: zone.clone(),
-                    capacity: gpupool_cloud::CapacityType::Spot,
-                },
-                n.kind.label(),
-            );
-        }
         let drain_only =
             spec.annotations.interruption == Some(crate::config::Interruption::DrainOnly);
         let mode = match n.kind {
@@ -272,6 +256,23 @@ impl Engine {
             }
         };
 
+        // Not for a rebalance the group ignores: nothing is reclaimed yet.
+        if instance.capacity_type == Some(gpupool_cloud::CapacityType::Spot)
+            && matches!(
+                n.kind,
+                Kind::Interruption | Kind::Rebalance | Kind::Terminated
+            )
+            && let Some(zone) = &instance.zone
+        {
+            self.fleet.offering_unavailable(
+                Offering {
+                    instance_type: instance.instance_type.clone(),
+                    zone: zone.clone(),
+                    capacity: gpupool_cloud::CapacityType::Spot,
+                },
+                n.kind.label(),
+            );
+        }
         let mut ops = self.lock_ops();
         if let Some(h) = ops.get(&provider_id) {
             let mut op = h.op();
@@ -386,7 +387,7 @@ impl Engine {
             .spawn(async move { engine.run(handle, journalled).await });
     }
 
-    fn forget(&self, provider_id: &str) {
+    pub(crate) fn forget(&self, provider_id: &str) {
         let mut ops = self.lock_ops();
         ops.remove(provider_id);
         self.metrics.interruptions.set_open(ops.len());

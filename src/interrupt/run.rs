@@ -50,10 +50,9 @@ impl Engine {
                 _ = h.nudge.notified() => {}
                 _ = tokio::time::sleep(self.until(ends)) => {}
             }
-            if h.op().mode == Mode::Standby {
-                self.fleet.stand_down(h.group, &provider_id);
+            if self.stand_down_if_still_standing_by(&h, &provider_id) {
                 self.event(&h, false, "ReplacementStoodDown", "No interruption followed the rebalance recommendation; the node stays and cluster-autoscaler scales down what is not needed".into()).await;
-                self.close(&h, "stood_down").await;
+                self.close_forgotten(&h, "stood_down").await;
                 return;
             }
             // Interrupted after all: on with the drain, same replacement.
@@ -254,13 +253,58 @@ impl Engine {
     }
 
     async fn close(&self, h: &Handle, outcome: &'static str) {
+        self.forget(&h.op().provider_id);
+        self.close_forgotten(h, outcome).await;
+    }
+
+    /// Closes an operation already out of the map: its journal entry goes,
+    /// and the group's other operations journal the `minSize` they ask now
+    /// (one less for each member that left), so a restart asks no more.
+    async fn close_forgotten(&self, h: &Handle, outcome: &'static str) {
         let op = h.op().clone();
+        let others: Vec<_> = self
+            .lock_ops()
+            .values()
+            .filter(|o| o.group == h.group)
+            .cloned()
+            .collect();
+        let snapshot = self.fleet.snapshot();
+        for other in others {
+            let now_wants = {
+                let mut o = other.op();
+                let current = snapshot.groups[h.group]
+                    .leaving
+                    .iter()
+                    .find(|(p, _)| p.as_str() == o.provider_id)
+                    .and_then(|(_, l)| l.want);
+                (current.is_some() && current != o.want).then(|| {
+                    o.want = current;
+                })
+            };
+            if now_wants.is_some() {
+                self.journal_update(&other).await;
+            }
+        }
         if let Err(e) = self.journal.remove(&op.provider_id).await {
             tracing::warn!(instance = %op.provider_id, error = %e, "interruption journal entry not removed; a restart finds its instance gone and closes it");
         }
         self.metrics.interruptions.closed(&op.group, outcome);
         tracing::info!(instance = %op.provider_id, group = %op.group, outcome, evicted = op.evicted, "interruption operation closed");
-        self.forget(&op.provider_id);
+    }
+
+    /// A standby that saw no interruption stands down, atomically with
+    /// `notice`: the operation leaves the map and its mark goes under the
+    /// map's lock, so an interruption either upgraded it first or starts an
+    /// operation of its own after.
+    fn stand_down_if_still_standing_by(&self, h: &Handle, provider_id: &str) -> bool {
+        let mut ops = self.lock_ops();
+        if h.op().mode != Mode::Standby {
+            return false;
+        }
+        ops.remove(provider_id);
+        self.metrics.interruptions.set_open(ops.len());
+        self.fleet.stand_down(h.group, provider_id);
+        true
     }
 
     /// The operation's node: as journalled, else as the cloud named it, else

@@ -102,7 +102,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
 
 #[derive(Default)]
@@ -113,6 +113,8 @@ struct Inner {
     log: Vec<(u64, &'static str, Value)>,
     /// Node patches received: (name, content type, patch).
     node_patches: Vec<(String, String, Value)>,
+    /// Node patches that changed the node, and when each was applied.
+    applied_node_patches: Vec<(String, Instant)>,
     /// CronJobs by `ns/name`, and their changes.
     cronjobs: BTreeMap<String, Value>,
     cronjob_log: Vec<(u64, &'static str, Value)>,
@@ -693,6 +695,13 @@ impl KubeApi {
         self.read().node_patches.clone()
     }
 
+    /// Every node patch that changed its node (a new resourceVersion), with
+    /// when it was applied, in order: (name, when). Patches refused or
+    /// changing nothing are not in it.
+    pub fn applied_node_patches(&self) -> Vec<(String, Instant)> {
+        self.read().applied_node_patches.clone()
+    }
+
     // ----- CronJobs -----
 
     /// Adds or changes a CronJob (`metadata.namespace` and `.name` set).
@@ -1112,6 +1121,7 @@ async fn patch_node(
         new["metadata"]["resourceVersion"] = json!(rv.to_string());
         inner.nodes.insert(name.clone(), new.clone());
         inner.log.push((rv, "MODIFIED", new.clone()));
+        inner.applied_node_patches.push((name.clone(), Instant::now()));
         ok(&new)
     })
 }
