@@ -190,7 +190,11 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
         config.interruption.crash_at,
         cancel.clone(),
     );
-    interruptions.resume().await;
+    cluster_tasks.push(tokio::spawn(
+        interruptions
+            .clone()
+            .resume_when_ready(Duration::from_secs(1)),
+    ));
     cluster_tasks.push(tokio::spawn({
         let mut boots = fleet.boots().subscribe();
         let engine = interruptions.clone();

@@ -153,15 +153,32 @@ impl Engine {
         self.lock_ops().values().map(|h| h.op().clone()).collect()
     }
 
-    /// Takes up every journalled operation again (at start).
-    pub async fn resume(self: &Arc<Self>) {
-        let ops = match self.journal.list().await {
-            Ok(ops) => ops,
-            Err(e) => {
-                tracing::error!(error = %e, "interruption journal not read; operations under way before the restart are not resumed");
-                return;
+    /// Takes up every journalled operation again, once the fleet has
+    /// synced with the cloud (before that every instance would look gone,
+    /// and its operation would be closed with nothing drained) and the
+    /// journal could be read; both retried every `retry` until cancelled.
+    pub async fn resume_when_ready(self: Arc<Self>, retry: Duration) {
+        loop {
+            if self.fleet.snapshot().synced_at.is_some() {
+                match self.journal.list().await {
+                    Ok(ops) => {
+                        self.resume(ops);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "interruption journal not read; operations under way before the restart are resumed once it is")
+                    }
+                }
             }
-        };
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(retry) => {}
+            }
+        }
+    }
+
+    /// Takes up journalled operations again.
+    fn resume(self: &Arc<Self>, ops: Vec<Operation>) {
         for op in ops {
             let Ok(group) = self.fleet.group_index(&op.group) else {
                 tracing::error!(instance = %op.provider_id, group = %op.group, "journalled interruption operation for a node group no longer configured; left in the journal");
