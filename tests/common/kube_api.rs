@@ -1121,7 +1121,9 @@ async fn patch_node(
         new["metadata"]["resourceVersion"] = json!(rv.to_string());
         inner.nodes.insert(name.clone(), new.clone());
         inner.log.push((rv, "MODIFIED", new.clone()));
-        inner.applied_node_patches.push((name.clone(), Instant::now()));
+        inner
+            .applied_node_patches
+            .push((name.clone(), Instant::now()));
         ok(&new)
     })
 }
