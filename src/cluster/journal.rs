@@ -24,8 +24,9 @@ pub enum JournalError {
 
 pub struct ConfigMaps {
     api: Api<ConfigMap>,
-    /// The last resourceVersion written, per ConfigMap.
-    versions: Mutex<HashMap<String, String>>,
+    /// The last resourceVersion written, per ConfigMap; `None` once removed
+    /// (a late update of a closed operation must not bring it back).
+    versions: Mutex<HashMap<String, Option<String>>>,
 }
 
 impl std::fmt::Debug for ConfigMaps {
@@ -114,11 +115,11 @@ impl ConfigMaps {
 
     fn remember(&self, cm: &ConfigMap) {
         if let (Some(name), Some(rv)) = (&cm.metadata.name, &cm.metadata.resource_version) {
-            self.lock().insert(name.clone(), rv.clone());
+            self.lock().insert(name.clone(), Some(rv.clone()));
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<String>>> {
         self.versions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -145,7 +146,11 @@ impl ConfigMaps {
     pub async fn update(&self, op: &Operation) -> Result<(), JournalError> {
         let name = Self::name(&op.provider_id);
         for _ in 0..3 {
-            let rv = self.lock().get(&name).cloned();
+            let rv = match self.lock().get(&name).cloned() {
+                Some(None) => return Ok(()), // closed
+                Some(Some(rv)) => Some(rv),
+                None => None,
+            };
             let result = match rv {
                 Some(rv) => {
                     self.api
@@ -163,16 +168,13 @@ impl ConfigMaps {
                     self.remember(&cm);
                     return Ok(());
                 }
-                // Someone else wrote it (or it went): take the current
-                // version and write ours over it.
-                Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
-                    match self.api.get_opt(&name).await? {
-                        Some(cm) => self.remember(&cm),
-                        None => {
-                            self.lock().remove(&name);
-                        }
-                    }
-                }
+                // Someone else wrote it: take the current version and
+                // write ours over it. Gone: closed (by another writer).
+                Err(kube::Error::Api(s)) if s.code == 409 => match self.api.get_opt(&name).await? {
+                    Some(cm) => self.remember(&cm),
+                    None => return Ok(()),
+                },
+                Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -184,7 +186,7 @@ impl ConfigMaps {
 
     pub async fn remove(&self, provider_id: &str) -> Result<(), JournalError> {
         let name = Self::name(provider_id);
-        self.lock().remove(&name);
+        self.lock().insert(name.clone(), None);
         match self.api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),

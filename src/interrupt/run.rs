@@ -253,7 +253,10 @@ impl Engine {
     }
 
     async fn close(&self, h: &Handle, outcome: &'static str) {
-        self.forget(&h.op().provider_id);
+        // The op's lock is let go before the map's is taken: every other
+        // path takes the map's first.
+        let id = h.op().provider_id.clone();
+        self.forget(&id);
         self.close_forgotten(h, outcome).await;
     }
 
