@@ -27,14 +27,15 @@
 //!   bound: it includes up to one poll cycle (a gRPC round trip plus a 1 ms
 //!   pause; its median and max are reported as the measure's resolution).
 //!   The server's own `gpupool_interruption_step_seconds{step=
-//!   "replacement_requested"}` cannot serve: it is observed as 0 by
-//!   construction (and its clock starts after the HTTP request was handled).
+//!   "replacement_requested"}` starts when the webhook took the notice, after
+//!   connection set-up and the request's parsing, and ends at the mark, before
+//!   CA can read it: measured from outside, the bench covers both.
 //! - **notice → cordon**: until the test API server applied the node's
 //!   cordon PATCH (`unschedulable` and the taint), timestamped inside the
 //!   server's lock as the node changes (`KubeApi::applied_node_patches`).
 //!   Same process, same monotonic clock as the POST's start: no polling.
-//!   The server's own `step="cordoned"` histogram (which starts at the
-//!   engine's `notice()`, after the webhook) is shown next to it as a check.
+//!   The server's own `step="cordoned"` histogram (which starts when the
+//!   webhook took the notice) is shown next to it as a check.
 //!
 //! The gpupool server, the Kubernetes API test server and the bench's
 //! clients run on three tokio runtimes of their own (2 workers each), as

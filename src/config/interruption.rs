@@ -80,26 +80,7 @@ impl InterruptionConfig {
                 Duration::ZERO,
             ),
         ] {
-            if value < least {
-                return Err(ConfigError::invalid(
-                    field,
-                    format!(
-                        "{} is too short: at least {}",
-                        humantime::format_duration(value),
-                        humantime::format_duration(least)
-                    ),
-                ));
-            }
-            if value > MAX_DURATION {
-                return Err(ConfigError::invalid(
-                    field,
-                    format!(
-                        "{} is too long: at most {}",
-                        humantime::format_duration(value),
-                        humantime::format_duration(MAX_DURATION)
-                    ),
-                ));
-            }
+            super::check_duration(field, value, least, Some(MAX_DURATION))?;
         }
         if !super::is_label_key(&self.taint_key) {
             return Err(ConfigError::invalid(

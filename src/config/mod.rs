@@ -426,16 +426,7 @@ impl Config {
                 Duration::from_secs(60),
             ),
         ] {
-            if value < least {
-                return Err(ConfigError::invalid(
-                    field,
-                    format!(
-                        "{} is too short: at least {}",
-                        humantime::format_duration(value),
-                        humantime::format_duration(least)
-                    ),
-                ));
-            }
+            check_duration(field, value, least, None)?;
         }
         if let Some(w) = &self.webhook {
             w.validate()?;
@@ -808,6 +799,30 @@ fn is_group_id(id: &str) -> bool {
 }
 
 /// `[prefix/]name` as Kubernetes label keys are.
+/// A duration setting within `least ..= most`; the error names the field.
+fn check_duration(
+    field: &'static str,
+    value: Duration,
+    least: Duration,
+    most: Option<Duration>,
+) -> Result<(), ConfigError> {
+    let (bound, bad) = if value < least {
+        ("short: at least", least)
+    } else if let Some(most) = most.filter(|m| value > *m) {
+        ("long: at most", most)
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError::invalid(
+        field,
+        format!(
+            "{} is too {bound} {}",
+            humantime::format_duration(value),
+            humantime::format_duration(bad)
+        ),
+    ))
+}
+
 fn is_label_key(key: &str) -> bool {
     let (prefix, name) = match key.rsplit_once('/') {
         Some((p, n)) => (Some(p), n),

@@ -167,9 +167,11 @@ impl GroupState {
     }
 
     /// Marks a live member as leaving and returns the minSize it asks of CA
-    /// for its replacement. Marking one already leaving keeps its `want`
-    /// (a repeated notice never asks twice) and only moves it on to
-    /// draining. `Err(NotMember)`: not a live member (gone, or never ours).
+    /// for its replacement. Marking one already leaving with `Want::Next`
+    /// keeps its `want` (a repeated notice never asks twice) and only moves
+    /// it on to draining; `Exactly` and `Nothing` set both (an operation
+    /// taken up from the journal asks and is reported as it was before). `Err(NotMember)`: not
+    /// a live member (gone, or never ours).
     pub fn mark_leaving(
         &mut self,
         provider_id: &str,
@@ -183,13 +185,18 @@ impl GroupState {
         if !live {
             return Err(NotMember);
         }
+        let max = self.spec.max_size;
         if let Some(known) = self.leaving.get_mut(provider_id) {
-            known.draining |= draining;
+            match want {
+                Want::Next => known.draining |= draining,
+                Want::Exactly(n) => (known.want, known.draining) = (Some(n.min(max)), draining),
+                Want::Nothing => (known.want, known.draining) = (None, draining),
+            }
             return Ok(known.want);
         }
         let want = match want {
             Want::Nothing => None,
-            Want::Exactly(n) => Some(n.min(self.spec.max_size)),
+            Want::Exactly(n) => Some(n.min(max)),
             Want::Next => {
                 let promised = self.target().max(self.replacement_floor());
                 if promised >= self.spec.max_size {
@@ -224,19 +231,16 @@ impl GroupState {
             .members
             .iter()
             .position(|m| matches!(m, Member::Live(i) if i.provider_id.as_str() == provider_id))?;
-        let Member::Live(instance) = self.members.remove(index) else {
-            unreachable!("position matched a live member")
+        let work = match self.members.remove(index) {
+            Member::Live(instance) => Work::Delete(vec![self.start_deleting(instance)]),
+            slot => {
+                // Not reached: the position matched a live member.
+                self.members.insert(index, slot);
+                return None;
+            }
         };
         self.prune_leaving();
-        let id = instance.id.clone();
-        self.deleting.insert(
-            id.clone(),
-            Deleting {
-                instance,
-                confirmed: false,
-            },
-        );
-        Some(Work::Delete(vec![id]))
+        Some(work)
     }
 
     /// A rebalance replacement stood by and no interruption came: the
@@ -387,16 +391,7 @@ impl GroupState {
         let mut ids = Vec::new();
         for i in indices {
             match self.members.remove(i) {
-                Member::Live(instance) => {
-                    ids.push(instance.id.clone());
-                    self.deleting.insert(
-                        instance.id.clone(),
-                        Deleting {
-                            instance,
-                            confirmed: false,
-                        },
-                    );
-                }
+                Member::Live(instance) => ids.push(self.start_deleting(instance)),
                 slot => self.forget_requested(&slot),
             }
         }
@@ -533,15 +528,7 @@ impl GroupState {
             }
             if let Some(n) = self.discard.get_mut(request).filter(|n| **n > 0) {
                 *n -= 1;
-                let id = instance.id.clone();
-                self.deleting.insert(
-                    id.clone(),
-                    Deleting {
-                        instance,
-                        confirmed: false,
-                    },
-                );
-                return Some(Work::Delete(vec![id]));
+                return Some(Work::Delete(vec![self.start_deleting(instance)]));
             }
         }
         tracing::info!(group = %self.spec.id, instance = %instance.id, "adopting an instance found in the cloud");
@@ -575,6 +562,20 @@ impl GroupState {
                 },
             );
         }
+    }
+
+    /// Moves an instance to the deleting list, its delete call still to
+    /// be confirmed; its id is returned for the call.
+    fn start_deleting(&mut self, instance: Instance) -> InstanceId {
+        let id = instance.id.clone();
+        self.deleting.insert(
+            id.clone(),
+            Deleting {
+                instance,
+                confirmed: false,
+            },
+        );
+        id
     }
 
     fn find_member(&self, node: &NodeRef) -> Option<usize> {

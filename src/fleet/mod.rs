@@ -396,9 +396,11 @@ impl Fleet {
             Work::Create(request) => {
                 let book = self.prices.load();
                 let now = self.clock.now();
-                let result = match self
-                    .unavailable
-                    .filter(request.clone(), now)
+                let filtered = self.unavailable.filter(request.clone(), now);
+                // The filter forgets cooled-down offerings: the gauge follows.
+                self.metrics
+                    .set_offerings_unavailable(self.unavailable.count(now));
+                let result = match filtered
                     .and_then(|r| crate::pricing::cap::apply(&book, &self.specs[index], r))
                 {
                     Ok(capped) => {

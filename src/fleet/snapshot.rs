@@ -220,10 +220,9 @@ impl Snapshot {
                 // Azure names a Uniform scale set's VMs `<scaleset>_<n>` in
                 // Scheduled Events; their providerID ends in
                 // `virtualMachineScaleSets/<scaleset>/virtualMachines/<n>`.
-                let scale_set_vm = id.rsplit_once('_').map(|(set, n)| {
-                    format!("/virtualMachineScaleSets/{set}/virtualMachines/{n}")
-                        .to_ascii_lowercase()
-                });
+                let scale_set_vm = id
+                    .rsplit_once('_')
+                    .map(|(set, n)| format!("/virtualMachineScaleSets/{set}/virtualMachines/{n}"));
                 self.groups.iter().enumerate().find_map(|(g, view)| {
                     view.instances
                         .iter()
@@ -231,8 +230,8 @@ impl Snapshot {
                             let p = v.provider_id.as_str();
                             p.rsplit('/').next() == Some(id.as_str())
                                 || scale_set_vm
-                                    .as_ref()
-                                    .is_some_and(|s| p.to_ascii_lowercase().ends_with(s.as_str()))
+                                    .as_deref()
+                                    .is_some_and(|s| ends_with_ignoring_case(p, s))
                         })
                         .map(|v| (g, v))
                 })
@@ -249,4 +248,11 @@ impl Snapshot {
             .find(|i| i.provider_id.as_str() == provider_id)
             .map(|i| (group, i))
     }
+}
+
+/// Azure's resource names are case-insensitive: `a` ends with `suffix` in
+/// any case, without allocating (this runs per instance per notice).
+fn ends_with_ignoring_case(a: &str, suffix: &str) -> bool {
+    a.len() >= suffix.len()
+        && a.as_bytes()[a.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }

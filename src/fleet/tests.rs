@@ -558,3 +558,23 @@ fn one_operation_ending_lowers_the_others_floor_so_ca_buys_nothing_extra() {
         g.replacement_floor()
     );
 }
+
+#[test]
+fn a_journalled_want_takes_over_the_one_just_asked_in_one_change() {
+    let (mut g, _) = with_live(0, 10, 3);
+    assert_eq!(
+        g.mark_leaving("p:///z/i0", Want::Next, true).unwrap(),
+        Some(4)
+    );
+    assert_eq!(
+        g.mark_leaving("p:///z/i0", Want::Exactly(6), false)
+            .unwrap(),
+        Some(6)
+    );
+    assert!(!g.leaving()["p:///z/i0"].draining);
+    assert_eq!(
+        g.mark_leaving("p:///z/i0", Want::Nothing, true).unwrap(),
+        None
+    );
+    assert_eq!(g.replacement_floor(), 0);
+}

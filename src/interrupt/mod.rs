@@ -213,10 +213,11 @@ impl Engine {
         self.metrics.interruptions.set_open(self.lock_ops().len());
     }
 
-    /// Acts on one notice. Quick: the fleet is marked (and the replacement
-    /// asked of CA) before this returns; the journal, cordon and drain go on
-    /// in the operation's own task.
-    pub fn notice(self: &Arc<Self>, n: &Notice) -> Outcome {
+    /// Acts on one notice, taken by the webhook at `received` (every step's
+    /// time is measured from then). Quick: the fleet is marked (and the
+    /// replacement asked of CA) before this returns; the journal, cordon and
+    /// drain go on in the operation's own task.
+    pub fn notice(self: &Arc<Self>, n: &Notice, received: SystemTime) -> Outcome {
         let snapshot = self.fleet.snapshot();
         let Some((group, instance)) = snapshot.find(&n.target) else {
             self.metrics
@@ -234,7 +235,6 @@ impl Engine {
             .notice(n.source.label(), n.kind.label(), "ours");
         let spec = self.fleet.specs()[group].clone();
         let provider_id = instance.provider_id.as_str().to_owned();
-        let now = self.fleet.clock().now();
         tracing::info!(
             source = n.source.label(),
             kind = n.kind.label(),
@@ -336,9 +336,13 @@ impl Engine {
             self.metrics.interruptions.step(
                 spec.id.as_str(),
                 "replacement_requested",
-                Duration::ZERO,
+                self.fleet
+                    .clock()
+                    .now()
+                    .duration_since(received)
+                    .unwrap_or_default(),
             );
-            self.await_boot(group, now);
+            self.await_boot(group, received);
         }
         let op = Operation {
             provider_id: provider_id.clone(),
@@ -350,7 +354,7 @@ impl Engine {
                 notice_id: n.id.clone(),
             },
             mode,
-            received_at: op::utc(now),
+            received_at: op::utc(received),
             deadline: n.deadline.map(op::utc),
             want,
             step: Step::Marked,

@@ -229,7 +229,8 @@ impl Engine {
             }
             Ok(Created::Exists(existing)) => {
                 tracing::info!(instance = %op.provider_id, step = existing.step.label(), "instance already journalled: taking its operation up");
-                self.fleet.stand_down(h.group, &op.provider_id);
+                // One change: the mark takes the journalled want over the
+                // one just asked, so CA never reads a lower minSize between.
                 let want = existing.want.map_or(Want::Nothing, Want::Exactly);
                 let _ = self.fleet.mark_leaving(
                     h.group,

@@ -58,15 +58,8 @@ impl Secret {
                 .ok_or(Denied::Wrong)?;
             return hmac::verify(&self.key, body, &mac).map_err(|_| Denied::Wrong);
         }
-        // The scheme is case-insensitive (RFC 9110 §11.1): Azure sends
-        // "BEARER".
-        let token = authorization
-            .map(str::trim)
-            .and_then(|a| a.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token)
-            .ok_or(Denied::Missing)?;
-        if bool::from(token.trim().as_bytes().ct_eq(&self.token)) {
+        let token = bearer(authorization).ok_or(Denied::Missing)?;
+        if bool::from(token.as_bytes().ct_eq(&self.token)) {
             Ok(())
         } else {
             Err(Denied::Wrong)
@@ -80,4 +73,14 @@ impl Secret {
             hex::encode(hmac::sign(&self.key, body).as_ref())
         )
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header. The scheme is
+/// case-insensitive (RFC 9110 §11.1): Azure sends `BEARER`.
+pub fn bearer(authorization: Option<&str>) -> Option<&str> {
+    authorization
+        .map(str::trim)
+        .and_then(|a| a.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
 }

@@ -57,6 +57,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
+/// A notice as queued for the engine, with when the webhook took it.
+pub type Queued = (Notice, SystemTime);
+
 /// How long a notice is remembered to drop its repeats.
 pub const DEDUPE_WINDOW: Duration = Duration::from_secs(3600);
 /// Most notices remembered; past it the oldest are forgotten first.
@@ -81,7 +84,7 @@ pub struct Webhook {
     pubsub_tokens: Option<oidc::Verifier>,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     seen: Mutex<Seen>,
-    tx: mpsc::Sender<Notice>,
+    tx: mpsc::Sender<Queued>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
 }
@@ -181,7 +184,7 @@ impl Webhook {
         settings: Settings,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
-    ) -> Result<(Arc<Self>, mpsc::Receiver<Notice>), String> {
+    ) -> Result<(Arc<Self>, mpsc::Receiver<Queued>), String> {
         let certificates = sns::Certificates::new()?;
         let pubsub_tokens = settings
             .gcp_pubsub
@@ -252,13 +255,7 @@ impl Webhook {
             Ok(body) => return Ok(body),
             Err(denied) => denied,
         };
-        let jwt = a
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
+        let jwt = auth::bearer(a.headers.get("authorization").and_then(|v| v.to_str().ok()))
             .filter(|t| t.matches('.').count() == 2);
         let (Some(verifier), Some(jwt)) = (&self.pubsub_tokens, jwt) else {
             return Err(denied);
@@ -297,7 +294,7 @@ impl Webhook {
             seen.events.insert(n.dedupe_key(), now);
             self.metrics
                 .notice(n.source.label(), n.kind.label(), "accepted");
-            permit.send(n);
+            permit.send((n, now));
         }
         let repeats = repeats.len();
         Ok((
@@ -486,7 +483,7 @@ async fn generic_route(State(w): Hook, a: Admitted) -> Result<Response, Refusal>
 
 /// Hands every notice to the interruption engine, in arrival order.
 pub async fn consume(
-    mut notices: mpsc::Receiver<Notice>,
+    mut notices: mpsc::Receiver<Queued>,
     engine: Arc<crate::interrupt::Engine>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
@@ -494,11 +491,12 @@ pub async fn consume(
         let n = tokio::select! {
             _ = cancel.cancelled() => return,
             n = notices.recv() => match n {
-                Some(n) => n,
+                Some(queued) => queued,
                 None => return,
             },
         };
-        let outcome = engine.notice(&n);
+        let (n, received) = n;
+        let outcome = engine.notice(&n, received);
         tracing::debug!(id = %n.id, outcome = ?outcome, "notice handled");
     }
 }
