@@ -527,6 +527,9 @@ async fn close_all(server: &Server, kube: &KubeApi, victims: &[Victim]) -> Close
             start.elapsed() < LIMIT,
             "{closed} of {NOTICES} operations closed after {LIMIT:?}"
         );
+        // An operation closes once a sync sees its instance gone (CA's
+        // Refresh does this every loop).
+        let _ = server.fleet.sync().await;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     server.fleet.settle().await;

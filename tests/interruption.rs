@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::ca::{Ca, Loop as CaLoop};
 use common::kube_api::KubeApi;
 use common::*;
 use gpupool::config::Config;
@@ -216,6 +217,54 @@ async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
     panic!("never: {what}");
 }
 
+/// One loop of the CA model with `pending` evicted pods waiting for a node.
+async fn ca_step(rig: &Rig, run: &mut Run, ca: &mut Ca, pending: i32) -> CaLoop {
+    ca.run_once(&mut run.client, &rig.kube, rig.clock.now(), pending)
+        .await
+}
+
+/// Waits until the operation has let its instance go (journalled as
+/// released: deleted, still counted while the cloud reports it).
+async fn released(rig: &Rig, victim: &Node) {
+    eventually("let go", async || {
+        rig.journal()
+            .iter()
+            .any(|(p, s)| *p == victim.provider_id && s == "released")
+    })
+    .await;
+}
+
+/// The cloud finishes deleting what was let go (the sim's shutdown takes
+/// 30 s) and a sync sees it gone; the operations close.
+async fn cloud_finishes(rig: &Rig, run: &mut Run) {
+    rig.clock.advance(Duration::from_secs(60));
+    run.client.refresh(RefreshRequest {}).await.unwrap();
+    eventually("the operations closed", async || {
+        rig.journal().is_empty() && run.server.interruptions.operations().is_empty()
+    })
+    .await;
+}
+
+/// The kubelet's part: a Ready Node for every running instance of the
+/// group that has none yet. Returns the names registered.
+async fn register_running(rig: &Rig, run: &mut Run) -> Vec<String> {
+    run.client.refresh(RefreshRequest {}).await.unwrap();
+    let now = rig.clock.now();
+    let snapshot = run.server.fleet.snapshot();
+    let mut names = Vec::new();
+    for i in &snapshot.groups[0].instances {
+        if i.state == gpupool::fleet::NodeState::Running
+            && let Some(name) = &i.node_name
+            && rig.kube.node(name).is_none()
+        {
+            rig.kube
+                .put_node(name, i.provider_id.as_str(), now, Some(now), 1);
+            names.push(name.clone());
+        }
+    }
+    names
+}
+
 /// One of the group's instances, as the fleet knows it.
 #[derive(Clone, Debug)]
 struct Node {
@@ -418,15 +467,18 @@ async fn deliver(rig: &Rig, run: &Run, format: Format, victim: &Node) {
 }
 
 /// The whole operation, from a notice in `format`: one replacement under
-/// CA's counting, the node cordoned, tainted and drained (DaemonSet and
-/// mirror pods left, the critical pod last), the instance let go, the
-/// journal emptied, an Event per step.
+/// CA's counting (the CA model buys exactly one node, from the notice until
+/// the evicted pod lands on the replacement), the node cordoned, tainted and
+/// drained (DaemonSet and mirror pods left, the critical pod last), the
+/// instance let go, the journal emptied, an Event per step.
 async fn full_replacement(format: Format) {
     let rig = Rig::new("").await;
     let mut run = rig.serve(None).await;
     let nodes = three_nodes(&rig, &mut run).await;
     let victim = nodes[0].clone();
-    assert_eq!(ca_loop(&mut run).await, (3, 0));
+    let mut ca = Ca::new("l4");
+    let l = ca_step(&rig, &mut run, &mut ca, 0).await;
+    assert_eq!((l.target, l.registered, ca.bought()), (3, 3, 0));
 
     deliver(&rig, &run, format, &victim).await;
     eventually("the replacement asked of CA: minSize 4", async || {
@@ -450,9 +502,9 @@ async fn full_replacement(format: Format) {
         state(leaving),
         gpupool::proto::instance_status::InstanceState::InstanceDeleting
     );
-    // CA scales up by one, once.
-    assert_eq!(ca_loop(&mut run).await, (4, 1));
-    assert_eq!(ca_loop(&mut run).await, (4, 0));
+    // CA scales up to the raised minSize, by one, and counts it as coming.
+    let l = ca_step(&rig, &mut run, &mut ca, 0).await;
+    assert_eq!((l.target, l.for_min), (4, 1));
     // Not bought back into the spot pool being reclaimed.
     run.server.fleet.settle().await;
     let snapshot = run.server.fleet.snapshot();
@@ -481,11 +533,45 @@ async fn full_replacement(format: Format) {
     );
 
     eventually("cordoned and tainted", async || rig.cordoned(&victim.name)).await;
-    eventually("the operation closed", async || {
-        rig.journal().is_empty() && run.server.interruptions.operations().is_empty()
+    eventually("the workload evicted", async || {
+        rig.evicted("ml", "train-0") == 1
     })
     .await;
-    run.server.fleet.settle().await;
+    // From here its pod waits for a node: CA counts the replacement.
+    let l = ca_step(&rig, &mut run, &mut ca, 1).await;
+    assert_eq!((l.target, l.upcoming, l.for_pods), (4, 1, 0));
+
+    released(&rig, &victim).await;
+    // Let go and shutting down, its Node still registered: it stays in the
+    // target, so CA still sees the replacement on its way.
+    let l = ca_step(&rig, &mut run, &mut ca, 1).await;
+    assert_eq!(
+        (l.target, l.registered, l.upcoming, l.for_pods),
+        (4, 3, 1, 0),
+        "no second node while the old one shuts down"
+    );
+    cloud_finishes(&rig, &mut run).await;
+    // Gone from the cloud, its Node not yet removed (the cloud controller
+    // lags): no longer the group's, out of the target.
+    let l = ca_step(&rig, &mut run, &mut ca, 1).await;
+    assert_eq!(
+        (l.target, l.registered, l.upcoming, l.for_pods),
+        (3, 2, 1, 0)
+    );
+    assert!(rig.kube.delete_node(&victim.name));
+    let l = ca_step(&rig, &mut run, &mut ca, 1).await;
+    assert_eq!((l.target, l.upcoming, l.for_pods), (3, 1, 0));
+    // The replacement registers; the pod lands on it; CA's scale-up ends.
+    rig.clock.advance(Duration::from_secs(900));
+    assert_eq!(register_running(&rig, &mut run).await.len(), 1);
+    let l = ca_step(&rig, &mut run, &mut ca, 0).await;
+    assert_eq!(
+        (l.target, l.registered, l.for_pods, l.for_min),
+        (3, 3, 0, 0)
+    );
+    assert!(!ca.scaling_up());
+    assert_eq!(ca.increases, [1], "exactly one node bought");
+
     // Drained through the Eviction API, critical pod last; DaemonSet and
     // mirror pods left alone.
     let evictions: Vec<String> = rig
@@ -498,9 +584,6 @@ async fn full_replacement(format: Format) {
     assert_eq!(evictions, ["train-0", "gpu-critical"]);
     assert!(rig.kube.pod("kube-system", "dcgm-exporter-x1").is_some());
     assert!(rig.kube.pod("kube-system", "static-x1").is_some());
-    // Let go: out of the target (3 again: two old and the replacement), deleting.
-    assert_eq!(target(&mut run).await, 3);
-    assert_eq!(ca_loop(&mut run).await, (3, 0), "no second replacement");
     assert_eq!(min_size(&mut run).await, 0);
     let reasons = rig.kube.event_reasons_for(&victim.name);
     for step in [
@@ -552,6 +635,58 @@ async fn an_azure_preempt_scheduled_event_is_replaced_the_same_way() {
 #[tokio::test]
 async fn a_node_agents_generic_notice_is_replaced_the_same_way() {
     full_replacement(Format::Generic).await;
+}
+
+#[tokio::test]
+async fn a_second_interruption_while_the_first_departs_buys_one_more_node_not_two() {
+    let rig = Rig::new("").await;
+    let mut run = rig.serve(None).await;
+    let nodes = three_nodes(&rig, &mut run).await;
+    let (first, second) = (nodes[0].clone(), nodes[1].clone());
+    rig.kube.put_pod_full(
+        "ml",
+        "train-1",
+        json!({
+        "metadata": {"ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "train", "uid": "uid-train", "controller": true}]},
+        "spec": {"nodeName": second.name, "containers": [{"name": "main", "image": "train"}]},
+        "status": {"phase": "Running"}}),
+    );
+    let mut ca = Ca::new("l4");
+
+    deliver(&rig, &run, Format::EventBridge, &first).await;
+    eventually("minSize 4", async || min_size(&mut run).await == 4).await;
+    assert_eq!(ca_step(&rig, &mut run, &mut ca, 0).await.for_min, 1);
+    released(&rig, &first).await;
+    assert_eq!(rig.evicted("ml", "train-0"), 1);
+
+    // The first is shutting down (still counted) when the second comes:
+    // its replacement is asked one past that.
+    let notice = json!({"id": "agent-2", "kind": "interruption", "node": second.name,
+                        "deadline": rfc3339(rig.clock.now() + Duration::from_secs(120))});
+    assert_eq!(post(&run, "/notices/generic", &notice, true).await.0, 202);
+    eventually("minSize 5", async || min_size(&mut run).await == 5).await;
+    let l = ca_step(&rig, &mut run, &mut ca, 1).await;
+    assert_eq!((l.target, l.upcoming, l.for_pods, l.for_min), (5, 1, 0, 1));
+    released(&rig, &second).await;
+    assert_eq!(rig.evicted("ml", "train-1"), 1);
+    let l = ca_step(&rig, &mut run, &mut ca, 2).await;
+    assert_eq!(
+        (l.target, l.registered, l.upcoming, l.for_pods),
+        (5, 3, 2, 0)
+    );
+
+    cloud_finishes(&rig, &mut run).await;
+    let l = ca_step(&rig, &mut run, &mut ca, 2).await;
+    assert_eq!((l.target, l.upcoming, l.for_pods, l.for_min), (3, 2, 0, 0));
+    assert_eq!(min_size(&mut run).await, 0);
+    assert!(rig.kube.delete_node(&first.name) && rig.kube.delete_node(&second.name));
+    rig.clock.advance(Duration::from_secs(900));
+    assert_eq!(register_running(&rig, &mut run).await.len(), 2);
+    let l = ca_step(&rig, &mut run, &mut ca, 0).await;
+    assert_eq!((l.target, l.registered), (3, 3));
+    assert!(!ca.scaling_up());
+    assert_eq!(ca.increases, [1, 1], "one node per interruption");
+    run.server.shutdown().await;
 }
 
 #[tokio::test]
@@ -635,10 +770,8 @@ async fn a_pdb_holds_the_drain_until_the_deadline_then_the_instance_goes() {
     assert_eq!(rig.journal().len(), 1);
     // The notice's deadline is its time + 120 s; the drain stops 15 s before.
     rig.clock.advance(Duration::from_secs(106));
-    eventually("the operation closed at the deadline", async || {
-        rig.journal().is_empty()
-    })
-    .await;
+    released(&rig, &victim).await;
+    cloud_finishes(&rig, &mut run).await;
     assert!(
         rig.kube.pod("ml", "train-0").is_some(),
         "the PDB was never broken"
@@ -663,12 +796,16 @@ async fn a_drain_only_group_drains_without_a_replacement() {
     let mut run = rig.serve(None).await;
     let nodes = three_nodes(&rig, &mut run).await;
     deliver(&rig, &run, Format::EventBridge, &nodes[0]).await;
-    eventually("the operation closed", async || {
-        rig.journal().is_empty() && rig.cordoned(&nodes[0].name)
-    })
-    .await;
-    assert_eq!(rig.evicted("ml", "train-0"), 1);
+    released(&rig, &nodes[0]).await;
     assert_eq!(min_size(&mut run).await, 0);
+    assert_eq!(
+        target(&mut run).await,
+        3,
+        "counted until the cloud reports it gone"
+    );
+    cloud_finishes(&rig, &mut run).await;
+    assert!(rig.cordoned(&nodes[0].name));
+    assert_eq!(rig.evicted("ml", "train-0"), 1);
     assert_eq!(
         ca_loop(&mut run).await,
         (2, 0),
@@ -703,21 +840,22 @@ async fn a_rebalance_starts_the_replacement_early_where_the_group_opts_in() {
     // The interruption follows: drained now, with no second replacement.
     rig.clock.advance(Duration::from_secs(600));
     deliver(&rig, &run, Format::EventBridge, &victim).await;
-    eventually("the operation closed", async || rig.journal().is_empty()).await;
+    released(&rig, &victim).await;
+    cloud_finishes(&rig, &mut run).await;
     assert!(rig.cordoned(&victim.name));
     assert_eq!(rig.evicted("ml", "train-0"), 1);
     assert_eq!(ca_loop(&mut run).await, (3, 0));
     run.server.shutdown().await;
 }
 
-/// The step a crash at `point` leaves in the journal (`None`: the released
-/// instance is shutting down; the entry still says releasing).
+/// The step a crash at `point` leaves in the journal.
 fn journalled_at(point: FaultPoint) -> &'static str {
     match point {
         FaultPoint::Marked => "marked",
         FaultPoint::Cordoned => "cordoned",
         FaultPoint::Drained => "drained",
-        FaultPoint::Releasing | FaultPoint::Released => "releasing",
+        FaultPoint::Releasing => "releasing",
+        FaultPoint::Released => "released",
     }
 }
 
@@ -734,45 +872,43 @@ async fn a_crash_after_any_step_resumes_from_the_journal_with_exactly_one_replac
         let mut run = rig.serve(Some(point)).await;
         let nodes = three_nodes(&rig, &mut run).await;
         let victim = nodes[0].clone();
-        let mut increases = 0;
+        // CA keeps running across gpupool's restart; the evicted pod waits
+        // for a node from its eviction on (the replacement never registers
+        // here, so CA must keep counting it as coming throughout).
+        let mut ca = Ca::new("l4");
+        let pending = |rig: &Rig| i32::from(rig.evicted("ml", "train-0") > 0);
         let mut targets = vec![target(&mut run).await];
         deliver(&rig, &run, Format::EventBridge, &victim).await;
         eventually("minSize 4", async || min_size(&mut run).await == 4).await;
-        let (t, d) = ca_loop(&mut run).await;
-        increases += d;
-        targets.push(t);
+        targets.push(ca_step(&rig, &mut run, &mut ca, pending(&rig)).await.target);
         eventually(&format!("{point:?}: journalled"), async || {
             rig.journal()
                 .iter()
                 .any(|(p, s)| *p == victim.provider_id && s == journalled_at(point))
         })
         .await;
-        if point == FaultPoint::Released {
-            run.server.fleet.settle().await;
-        }
+        run.server.fleet.settle().await;
+        targets.push(ca_step(&rig, &mut run, &mut ca, pending(&rig)).await.target);
         // The process dies here (its operation stopped at the point).
         run.server.shutdown().await;
 
         let mut run = rig.serve(None).await;
-        targets.push(target(&mut run).await);
-        let (t, d) = ca_loop(&mut run).await;
-        increases += d;
-        targets.push(t);
-        eventually(
-            &format!("{point:?}: the resumed operation closed"),
-            async || rig.journal().is_empty(),
-        )
+        eventually(&format!("{point:?}: resumed"), async || {
+            run.server.interruptions.operations().len() == 1
+        })
         .await;
+        targets.push(ca_step(&rig, &mut run, &mut ca, pending(&rig)).await.target);
+        released(&rig, &victim).await;
+        targets.push(ca_step(&rig, &mut run, &mut ca, pending(&rig)).await.target);
+        cloud_finishes(&rig, &mut run).await;
         run.server.fleet.settle().await;
-        let (t, d) = ca_loop(&mut run).await;
-        increases += d;
-        targets.push(t);
-        assert_eq!(increases, 1, "{point:?}: exactly one replacement");
+        let last = ca_step(&rig, &mut run, &mut ca, pending(&rig)).await;
+        assert_eq!(ca.increases, [1], "{point:?}: exactly one replacement");
         assert!(
-            targets[..targets.len() - 1].iter().all(|t| *t >= 3),
-            "{point:?}: the target never dipped before the release: {targets:?}"
+            targets.iter().all(|t| *t >= 3),
+            "{point:?}: the target never dipped before the instance was gone: {targets:?}"
         );
-        assert_eq!(*targets.last().unwrap(), 3, "{point:?}: {targets:?}");
+        assert_eq!((last.target, last.upcoming), (3, 1), "{point:?}");
         assert!(rig.cordoned(&victim.name), "{point:?}");
         assert_eq!(rig.evicted("ml", "train-0"), 1, "{point:?}: evicted once");
         assert!(

@@ -85,11 +85,12 @@ async fn the_sim_interrupts_a_spot_instance_on_demand_and_the_group_shrinks() {
         404
     );
 
-    // After the two-minute notice the instance shuts down: reported as deleting,
-    // no longer counted in the target.
+    // After the two-minute notice the instance shuts down: reported as
+    // deleting, and still counted in the target while it is reported (CA
+    // counts its Node as the group's until then).
     h.clock.advance(Duration::from_secs(121));
     h.refresh().await;
-    assert_eq!(h.target("l4").await, 1);
+    assert_eq!(h.target("l4").await, 2);
     let nodes = h.nodes("l4").await;
     let gone = nodes
         .iter()
@@ -98,6 +99,16 @@ async fn the_sim_interrupts_a_spot_instance_on_demand_and_the_group_shrinks() {
     assert_eq!(
         state(gone),
         gpupool::proto::instance_status::InstanceState::InstanceDeleting
+    );
+    // Terminated (the sim's shutdown takes 30 s): gone, the group shrinks.
+    h.clock.advance(Duration::from_secs(31));
+    h.refresh().await;
+    assert_eq!(h.target("l4").await, 1);
+    assert!(
+        h.nodes("l4")
+            .await
+            .iter()
+            .all(|n| n.id != victim.provider_id.as_str())
     );
     h.stop().await;
 }

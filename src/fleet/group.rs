@@ -2,11 +2,19 @@
 //! clock of its own; the engine feeds it cloud results and carries out the
 //! [`Work`] it returns.
 //!
-//! The target size is the number of members. A member is an instance the cloud
-//! has (pending or running), or a slot CA asked for that the cloud has not
-//! filled yet: requested (a create call is queued or under way) or failed (the
-//! cloud refused it; reported to CA with its error class until CA removes it).
-//! Instances being deleted are listed apart and never counted.
+//! The target size is the number of members, plus the instances that are
+//! departing. A member is an instance the cloud has (pending or running), or
+//! a slot CA asked for that the cloud has not filled yet: requested (a create
+//! call is queued or under way) or failed (the cloud refused it; reported to
+//! CA with its error class until CA removes it). Instances being deleted are
+//! listed apart. Those CA deleted are not counted: CA lowered its target for
+//! them. Those that left without CA asking (let go by an interruption
+//! operation, or stopped by the cloud) are *departing*: counted until the
+//! cloud reports them gone, because until then they are reported to CA as
+//! the group's (deleting) and CA counts their Nodes as registered. Dropping
+//! them from the target earlier would make CA's `target - registered` miss
+//! a node still on its way, so CA would end its scale-up early and buy a
+//! second node for the same pods.
 
 use super::error::FleetError;
 use crate::config::GroupSpec;
@@ -54,6 +62,49 @@ pub struct Deleting {
     /// Whether a delete call succeeded (or the cloud stopped it by itself); a
     /// failed call is retried at the next sync.
     pub confirmed: bool,
+    pub why: Why,
+}
+
+/// Why an instance is on its way out, which decides whether it still
+/// counts in the target (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// CA deleted it (`DeleteNodes`, or the late arrival of a request it
+    /// cancelled): CA lowered its target for it. Not counted.
+    Ca,
+    /// An interruption operation let it go. Departing.
+    Released,
+    /// The cloud stopped a member. Departing; `leaving`: it had an
+    /// interruption operation.
+    Stopped { leaving: bool },
+    /// Found on its way out with nothing known of it (after a restart).
+    /// Not counted.
+    Found,
+}
+
+impl Deleting {
+    /// Still counted in the target: it left without CA asking.
+    pub fn departing(&self) -> bool {
+        matches!(self.why, Why::Released | Why::Stopped { .. })
+    }
+
+    /// Departing out of an interruption operation: when it goes, the
+    /// `want` of the group's other operations drops by one.
+    fn departing_leaving(&self) -> bool {
+        matches!(self.why, Why::Released | Why::Stopped { leaving: true })
+    }
+}
+
+/// What letting a leaving member go did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Release {
+    /// Out of the members and into deletion; departing until it is gone.
+    Started(Work),
+    /// Already on its way out (the cloud stopped it, or a run before a
+    /// restart deleted it): departing until it is gone.
+    AlreadyGoing,
+    /// Not the group's any more.
+    Gone,
 }
 
 /// An instance an interruption operation is taking out of the group (see
@@ -141,6 +192,12 @@ impl GroupState {
     }
 
     pub fn target(&self) -> u32 {
+        let departing = self.deleting.values().filter(|d| d.departing()).count();
+        u32::try_from(self.members.len() + departing).unwrap_or(u32::MAX)
+    }
+
+    /// The members alone: the target once every departing instance is gone.
+    fn staying(&self) -> u32 {
         u32::try_from(self.members.len()).unwrap_or(u32::MAX)
     }
 
@@ -223,24 +280,39 @@ impl GroupState {
         Ok(want)
     }
 
-    /// Lets a leaving member go: out of the target, into deletion. Its
-    /// floor goes in the same change, so CA never sees the target dip below
-    /// a minSize it still asks for. `None` when it is no longer a member.
-    pub fn release(&mut self, provider_id: &str) -> Option<Work> {
-        let index = self
+    /// Lets a leaving member go: into deletion, its floor dropped, and
+    /// departing (still in the target) until the cloud reports it gone, so
+    /// CA never sees the target below a minSize still asked for nor below
+    /// the nodes it counts as the group's. Idempotent: an instance already
+    /// on its way out is made departing (after a restart, the journal knows
+    /// it was let go; the cloud listing alone does not).
+    pub fn release(&mut self, provider_id: &str) -> Release {
+        self.leaving.remove(provider_id);
+        let found = self
             .members
-            .iter()
-            .position(|m| matches!(m, Member::Live(i) if i.provider_id.as_str() == provider_id))?;
-        let work = match self.members.remove(index) {
-            Member::Live(instance) => Work::Delete(vec![self.start_deleting(instance)]),
-            slot => {
-                // Not reached: the position matched a live member.
-                self.members.insert(index, slot);
-                return None;
+            .extract_if(
+                ..,
+                |m| matches!(m, Member::Live(i) if i.provider_id.as_str() == provider_id),
+            )
+            .next();
+        if let Some(Member::Live(instance)) = found {
+            let id = self.start_deleting(instance, Why::Released);
+            return Release::Started(Work::Delete(vec![id]));
+        }
+        match self
+            .deleting
+            .values_mut()
+            .find(|d| d.instance.provider_id.as_str() == provider_id)
+        {
+            Some(d) => {
+                // Not one CA deleted: CA lowered its target for that one.
+                if d.why != Why::Ca {
+                    d.why = Why::Released;
+                }
+                Release::AlreadyGoing
             }
-        };
-        self.prune_leaving();
-        Some(work)
+            None => Release::Gone,
+        }
     }
 
     /// A rebalance replacement stood by and no interruption came: the
@@ -249,10 +321,12 @@ impl GroupState {
         self.leaving.remove(provider_id);
     }
 
-    /// Leaving entries whose member is gone (released, deleted by CA,
-    /// stopped by the cloud) take their floor with them; every other
-    /// leaving entry's `want` drops by one per member gone, since the
-    /// target it was counted against lost that member.
+    /// Leaving entries whose member left the target (deleted by CA, or
+    /// missing from the cloud's listing) go, taking their floor with them;
+    /// every other leaving entry's `want` drops by one per member gone,
+    /// since the target it was counted against lost that member. (A
+    /// member let go or stopped by the cloud departs instead: its entry
+    /// goes at once, and the others' wants drop when it is gone.)
     fn prune_leaving(&mut self) {
         if self.leaving.is_empty() {
             return;
@@ -264,7 +338,13 @@ impl GroupState {
                 .iter()
                 .any(|m| matches!(m, Member::Live(i) if &i.provider_id == p))
         });
-        let gone = u32::try_from(before - self.leaving.len()).unwrap_or(u32::MAX);
+        self.lower_wants(before - self.leaving.len());
+    }
+
+    /// `gone` instances that left through interruption operations have
+    /// left the target: the other operations ask that much less.
+    fn lower_wants(&mut self, gone: usize) {
+        let gone = u32::try_from(gone).unwrap_or(u32::MAX);
         if gone > 0 {
             for l in self.leaving.values_mut() {
                 l.want = l.want.map(|w| w.saturating_sub(gone));
@@ -329,7 +409,7 @@ impl GroupState {
             });
         }
         let n = delta.unsigned_abs();
-        let unfulfilled = self.target() - self.live();
+        let unfulfilled = self.staying() - self.live();
         if n > unfulfilled {
             return Err(FleetError::WouldDeleteNodes {
                 group: self.spec.id.clone(),
@@ -362,12 +442,15 @@ impl GroupState {
     /// the group below its min size; unfilled slots can always be removed.
     pub fn delete_nodes(&mut self, nodes: &[NodeRef]) -> Result<Option<Work>, FleetError> {
         let mut indices = Vec::new();
+        let mut departing = Vec::new();
         for node in nodes {
             if let Some(i) = self.find_member(node) {
                 if !indices.contains(&i) {
                     indices.push(i);
                 }
-            } else if !self.is_deleting(node) {
+            } else if let Some(id) = self.deleting_id(node) {
+                departing.push(id);
+            } else {
                 return Err(FleetError::NodeNotInGroup {
                     group: self.spec.id.clone(),
                     node: node.describe(),
@@ -379,7 +462,8 @@ impl GroupState {
             .filter(|i| matches!(self.members[**i], Member::Live(_)))
             .count();
         let live = u32::try_from(live).unwrap_or(u32::MAX);
-        if live > 0 && self.target().saturating_sub(live) < self.spec.min_size {
+        // Against the members alone: departing instances are going anyway.
+        if live > 0 && self.staying().saturating_sub(live) < self.spec.min_size {
             return Err(FleetError::BelowMin {
                 group: self.spec.id.clone(),
                 target: self.target(),
@@ -391,10 +475,20 @@ impl GroupState {
         let mut ids = Vec::new();
         for i in indices {
             match self.members.remove(i) {
-                Member::Live(instance) => ids.push(self.start_deleting(instance)),
+                Member::Live(instance) => ids.push(self.start_deleting(instance, Why::Ca)),
                 slot => self.forget_requested(&slot),
             }
         }
+        // CA deleting a departing instance lowers its own target for it:
+        // it is counted no more (a repeated call changes nothing).
+        let mut uncounted_leaving = 0;
+        for id in departing {
+            if let Some(d) = self.deleting.get_mut(&id).filter(|d| d.departing()) {
+                uncounted_leaving += usize::from(d.departing_leaving());
+                d.why = Why::Ca;
+            }
+        }
+        self.lower_wants(uncounted_leaving);
         self.prune_leaving();
         Ok((!ids.is_empty()).then_some(Work::Delete(ids)))
     }
@@ -479,7 +573,15 @@ impl GroupState {
             _ => true,
         });
         self.prune_leaving();
-        self.deleting.retain(|id, _| seen.contains(id));
+        let mut gone_leaving = 0;
+        self.deleting.retain(|id, d| {
+            let listed = seen.contains(id);
+            if !listed && d.departing_leaving() {
+                gone_leaving += 1;
+            }
+            listed
+        });
+        self.lower_wants(gone_leaving);
         let unconfirmed: Vec<_> = self
             .deleting
             .values()
@@ -528,7 +630,7 @@ impl GroupState {
             }
             if let Some(n) = self.discard.get_mut(request).filter(|n| **n > 0) {
                 *n -= 1;
-                return Some(Work::Delete(vec![self.start_deleting(instance)]));
+                return Some(Work::Delete(vec![self.start_deleting(instance, Why::Ca)]));
             }
         }
         tracing::info!(group = %self.spec.id, instance = %instance.id, "adopting an instance found in the cloud");
@@ -536,29 +638,46 @@ impl GroupState {
         None
     }
 
-    /// An instance shutting down or terminated.
+    /// An instance shutting down or terminated. A member stopped by the
+    /// cloud departs: counted until it is terminated (see the module doc).
     fn stopped(&mut self, instance: Instance) {
-        if let Some(index) = self
+        let member = self
             .members
-            .iter()
-            .position(|m| matches!(m, Member::Live(i) if i.id == instance.id))
-        {
+            .extract_if(.., |m| matches!(m, Member::Live(i) if i.id == instance.id))
+            .next()
+            .is_some();
+        let was_leaving = self.leaving.remove(&instance.provider_id).is_some();
+        if member {
             tracing::warn!(
                 group = %self.spec.id,
                 instance = %instance.id,
                 reason = instance.state_reason.as_deref().unwrap_or("unknown"),
-                "instance stopped by the cloud; target size lowered"
+                "instance stopped by the cloud; out of the target once terminated"
             );
-            self.members.remove(index);
         }
+        let why = match self.deleting.remove(&instance.id) {
+            Some(known) => known.why,
+            None if member => Why::Stopped {
+                leaving: was_leaving,
+            },
+            None => Why::Found,
+        };
         if instance.state == InstanceState::Terminated {
-            self.deleting.remove(&instance.id);
+            let gone = Deleting {
+                instance,
+                confirmed: true,
+                why,
+            };
+            if gone.departing_leaving() {
+                self.lower_wants(1);
+            }
         } else {
             self.deleting.insert(
                 instance.id.clone(),
                 Deleting {
                     instance,
                     confirmed: true,
+                    why,
                 },
             );
         }
@@ -566,13 +685,14 @@ impl GroupState {
 
     /// Moves an instance to the deleting list, its delete call still to
     /// be confirmed; its id is returned for the call.
-    fn start_deleting(&mut self, instance: Instance) -> InstanceId {
+    fn start_deleting(&mut self, instance: Instance, why: Why) -> InstanceId {
         let id = instance.id.clone();
         self.deleting.insert(
             id.clone(),
             Deleting {
                 instance,
                 confirmed: false,
+                why,
             },
         );
         id
@@ -602,14 +722,15 @@ impl GroupState {
             .position(|m| m.provider_id().as_str() == node.provider_id)
     }
 
-    fn is_deleting(&self, node: &NodeRef) -> bool {
-        self.deleting.values().any(|d| {
+    fn deleting_id(&self, node: &NodeRef) -> Option<InstanceId> {
+        self.deleting.values().find_map(|d| {
             let i = &d.instance;
-            if node.provider_id.is_empty() {
+            let hit = if node.provider_id.is_empty() {
                 i.node_name.as_deref() == Some(node.name.as_str())
             } else {
                 i.provider_id.as_str() == node.provider_id
-            }
+            };
+            hit.then(|| i.id.clone())
         })
     }
 

@@ -12,7 +12,9 @@ pub mod offerings;
 mod snapshot;
 
 pub use error::FleetError;
-pub use group::{GroupState, LIST_GRACE, Leaving, Member, NodeRef, NotMember, Want, Work};
+pub use group::{
+    Deleting, GroupState, LIST_GRACE, Leaving, Member, NodeRef, NotMember, Release, Want, Why, Work,
+};
 pub use offerings::Offering;
 pub use snapshot::{GroupView, InstanceView, NodeState, Snapshot};
 
@@ -28,6 +30,17 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 use tokio_util::task::TaskTracker;
+
+/// What [`Fleet::release`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Released {
+    /// Deleted now; departing until the cloud reports it gone.
+    Now,
+    /// Already on its way out; departing until gone.
+    AlreadyGoing,
+    /// Not the group's any more.
+    Gone,
+}
 
 /// The fleet of all node groups.
 pub struct Fleet {
@@ -192,18 +205,33 @@ impl Fleet {
         Ok(out)
     }
 
-    /// Lets a leaving member go: out of the target and deleted, its floor
-    /// dropped in the same change. False when it was no longer a member.
-    pub fn release(self: &Arc<Self>, index: usize, provider_id: &str) -> bool {
-        let work = {
+    /// Lets a leaving member go: deleted, its floor dropped, and departing
+    /// (still counted in the target) until the cloud reports it gone. See
+    /// [`GroupState::release`].
+    pub fn release(self: &Arc<Self>, index: usize, provider_id: &str) -> Released {
+        let out = {
             let mut inner = self.lock();
-            let work = inner.groups[index].release(provider_id);
+            let out = inner.groups[index].release(provider_id);
             self.publish(&mut inner, [index]);
-            work
+            out
         };
-        let released = work.is_some();
-        self.dispatch(index, work.into_iter().collect());
-        released
+        match out {
+            Release::Started(work) => {
+                self.dispatch(index, vec![work]);
+                Released::Now
+            }
+            Release::AlreadyGoing => Released::AlreadyGoing,
+            Release::Gone => Released::Gone,
+        }
+    }
+
+    /// Whether the group still reports the instance (as a member or on its
+    /// way out).
+    pub fn reports(&self, index: usize, provider_id: &str) -> bool {
+        self.snapshot().groups[index]
+            .instances
+            .iter()
+            .any(|i| i.provider_id.as_str() == provider_id)
     }
 
     /// Drops a leaving mark without letting the member go.

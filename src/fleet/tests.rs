@@ -312,12 +312,25 @@ fn reconcile_adopts_drops_and_retries() {
         t0() + Duration::from_secs(600),
     );
     assert!(work.is_empty());
-    assert_eq!(g.target(), 2, "i0 left, 'new' adopted");
+    assert_eq!(
+        g.target(),
+        3,
+        "'new' adopted; i0 departing: counted while reported"
+    );
     assert_eq!(
         g.deleting().count(),
         1,
         "i0 reported as deleting until terminated"
     );
+    let mut gone = instance("i0", &r, InstanceState::Terminated);
+    gone.state_reason = Some("spot-interruption".into());
+    let stranger = instance("new", &RequestId::new("other"), InstanceState::Running);
+    g.reconcile(
+        vec![gone, instance("i1", &r, InstanceState::Running), stranger],
+        t0() + Duration::from_secs(650),
+    );
+    assert_eq!(g.target(), 2, "i0 gone");
+    assert_eq!(g.deleting().count(), 0);
 
     // Delete i1; the call fails; the next sync retries it.
     g.delete_nodes(&[node("p:///z/i1")]).unwrap();
@@ -411,8 +424,8 @@ fn a_leaving_member_keeps_the_target_and_asks_one_more_of_ca() {
 }
 
 #[test]
-fn cas_scale_up_answers_the_replacements_and_a_release_drops_floor_and_target_together() {
-    let (mut g, _) = with_live(0, 10, 3);
+fn cas_scale_up_answers_the_replacement_and_a_release_departs_until_the_cloud_reports_it_gone() {
+    let (mut g, r) = with_live(0, 10, 3);
     g.mark_leaving("p:///z/i0", Want::Next, true).unwrap();
     // CA sees target 3 < minSize 4 and scales up by one.
     let r1 = RequestId::new("r1");
@@ -420,13 +433,80 @@ fn cas_scale_up_answers_the_replacements_and_a_release_drops_floor_and_target_to
     assert_eq!(g.leaving()["p:///z/i0"].replacement, Some(r1.clone()));
     assert_eq!(g.target(), 4);
     assert!(g.target() >= g.replacement_floor(), "CA asks no more");
-    // Once the old one goes, target and floor drop in the same change.
-    let work = g.release("p:///z/i0").unwrap();
-    assert_eq!(work, Work::Delete(vec![InstanceId::new("i0")]));
-    assert_eq!(g.target(), 3);
+    // Let go: deleted and its floor dropped, but still in the target while
+    // it is reported (CA counts its Node as registered until then).
+    assert_eq!(
+        g.release("p:///z/i0"),
+        Release::Started(Work::Delete(vec![InstanceId::new("i0")]))
+    );
+    assert_eq!(g.target(), 4);
     assert_eq!(g.replacement_floor(), 0);
-    // Releasing again (a resumed operation) does nothing.
-    assert_eq!(g.release("p:///z/i0"), None);
+    let view = GroupView::of(&g);
+    assert_eq!(
+        view.instances
+            .iter()
+            .find(|i| i.provider_id.as_str() == "p:///z/i0")
+            .map(|i| i.state),
+        Some(NodeState::Deleting)
+    );
+    // Releasing again (a resumed operation) does nothing more.
+    assert_eq!(g.release("p:///z/i0"), Release::AlreadyGoing);
+    assert_eq!(g.target(), 4);
+    let listed = |i0: InstanceState| {
+        vec![
+            instance("i0", &r, i0),
+            instance("i1", &r, InstanceState::Running),
+            instance("i2", &r, InstanceState::Running),
+        ]
+    };
+    g.reconcile(listed(InstanceState::ShuttingDown), t0());
+    assert_eq!(
+        g.target(),
+        4,
+        "shutting down: still reported, still counted"
+    );
+    g.reconcile(listed(InstanceState::Terminated), t0());
+    assert_eq!(g.target(), 3, "gone: out of the target");
+    assert_eq!(g.release("p:///z/i0"), Release::Gone);
+}
+
+#[test]
+fn a_member_the_cloud_stops_departs_and_ca_deleting_it_takes_it_out_at_once() {
+    let (mut g, r) = with_live(0, 10, 3);
+    let listed = |i0: InstanceState| {
+        vec![
+            instance("i0", &r, i0),
+            instance("i1", &r, InstanceState::Running),
+            instance("i2", &r, InstanceState::Running),
+        ]
+    };
+    g.reconcile(listed(InstanceState::ShuttingDown), t0());
+    assert_eq!(g.target(), 3, "reported deleting, still counted");
+    assert_eq!(g.members().len(), 2);
+    // CA deletes it itself: CA lowers its target for it, so must we.
+    g.delete_nodes(&[node("p:///z/i0")]).unwrap();
+    assert_eq!(g.target(), 2);
+    g.delete_nodes(&[node("p:///z/i0")]).unwrap();
+    assert_eq!(g.target(), 2, "a repeated call changes nothing");
+    // A release after CA deleted it does not count it again.
+    assert_eq!(g.release("p:///z/i0"), Release::AlreadyGoing);
+    assert_eq!(g.target(), 2);
+}
+
+#[test]
+fn after_a_restart_a_journalled_release_counts_an_instance_found_shutting_down_again() {
+    let mut g = GroupState::new(spec(0, 10), "p");
+    let r = RequestId::new("r0");
+    g.reconcile(
+        vec![
+            instance("i0", &r, InstanceState::ShuttingDown),
+            instance("i1", &r, InstanceState::Running),
+        ],
+        t0(),
+    );
+    assert_eq!(g.target(), 1, "origin unknown: not counted");
+    assert_eq!(g.release("p:///z/i0"), Release::AlreadyGoing);
+    assert_eq!(g.target(), 2, "the journal knows it was let go");
 }
 
 #[test]
@@ -532,7 +612,18 @@ fn one_operation_ending_lowers_the_others_floor_so_ca_buys_nothing_extra() {
         Some(5)
     );
     g.increase(1, RequestId::new("r2")).unwrap(); // CA: 4 -> 5
-    g.release("p:///z/i0").unwrap();
+    assert!(matches!(g.release("p:///z/i0"), Release::Started(_)));
+    assert_eq!(g.target(), 5, "i0 departs: still counted");
+    assert_eq!(g.replacement_floor(), 5);
+    let r = RequestId::new("r0");
+    g.reconcile(
+        vec![
+            instance("i0", &r, InstanceState::Terminated),
+            instance("i1", &r, InstanceState::Running),
+            instance("i2", &r, InstanceState::Running),
+        ],
+        t0(),
+    );
     assert_eq!(g.target(), 4);
     assert_eq!(
         g.replacement_floor(),

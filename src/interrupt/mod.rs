@@ -14,9 +14,12 @@
 //!    is retried), DaemonSet and mirror pods left alone, non-critical pods
 //!    before critical ones, until the cloud's deadline less a margin and the
 //!    group's `gpupool.dev/drain-timeout` at most.
-//! 4. **Release** it: out of the target and deleted (if the cloud has not),
-//!    its floor dropped in the same change, so CA never sees the target
-//!    below a minSize still asked for.
+//! 4. **Release** it: deleted (if the cloud has not) and its floor dropped,
+//!    but still counted in the target until the cloud reports it gone
+//!    (departing, see [`crate::fleet::GroupState`]): until then CA counts
+//!    its Node as the group's, and a lower target would end CA's scale-up
+//!    before the replacement registered. The operation closes when it is
+//!    gone.
 //!
 //! Each step is journalled (a ConfigMap per operation, [`journal`]) once
 //! done; a restart resumes every journalled operation from its step with the
@@ -54,7 +57,7 @@ pub enum FaultPoint {
     Drained,
     /// Journalled as releasing, before the instance is let go.
     Releasing,
-    /// Let go, before the journal entry is removed.
+    /// Let go and journalled as released, before the cloud reports it gone.
     Released,
 }
 

@@ -34,6 +34,9 @@ pub enum Step {
     Drained,
     /// It is being let go: deleted if the cloud has not, its floor dropped.
     Releasing,
+    /// Let go; it stays in the target until the cloud reports it gone
+    /// (see `crate::fleet::GroupState`), and the operation with it.
+    Released,
 }
 
 impl Step {
@@ -43,6 +46,7 @@ impl Step {
             Step::Cordoned => "cordoned",
             Step::Drained => "drained",
             Step::Releasing => "releasing",
+            Step::Released => "released",
         }
     }
 }

@@ -4,7 +4,7 @@
 use super::{Engine, FaultPoint, Handle, Mode, Step};
 use crate::cluster::drain::{Eviction, PodRef};
 use crate::cluster::journal::Created;
-use crate::fleet::Want;
+use crate::fleet::{Released, Want};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -137,28 +137,50 @@ impl Engine {
         if !self.replacement_taken(&h, deadline).await {
             return;
         }
-        h.op().step = Step::Releasing;
-        self.journal_update(&h).await;
-        if self.crashed_at(FaultPoint::Releasing, &provider_id) {
-            return;
+        if h.op().step < Step::Releasing {
+            h.op().step = Step::Releasing;
+            self.journal_update(&h).await;
+            if self.crashed_at(FaultPoint::Releasing, &provider_id) {
+                return;
+            }
         }
-        let released = self.fleet.release(h.group, &provider_id);
-        if released {
-            self.metrics
-                .interruptions
-                .step(&group_id, "released", self.since(received));
-            self.event(
-                &h,
-                false,
-                "Released",
-                "Instance let go: deleted and out of the node group's target size".into(),
-            )
-            .await;
-        } else if outcome == "released" {
-            outcome = "gone";
+        // Idempotent: after a restart it makes the instance departing
+        // again, so CA keeps counting it until it is gone.
+        match self.fleet.release(h.group, &provider_id) {
+            Released::Now => {
+                self.metrics
+                    .interruptions
+                    .step(&group_id, "released", self.since(received));
+                self.event(
+                    &h,
+                    false,
+                    "Released",
+                    "Instance let go: deleted, and out of the node group's target size once the cloud reports it gone".into(),
+                )
+                .await;
+            }
+            Released::AlreadyGoing => {}
+            Released::Gone if outcome == "released" && h.op().step < Step::Released => {
+                outcome = "gone";
+            }
+            Released::Gone => {}
         }
-        if self.crashed_at(FaultPoint::Released, &provider_id) {
-            return;
+        if h.op().step < Step::Released {
+            h.op().step = Step::Released;
+            self.journal_update(&h).await;
+            if self.crashed_at(FaultPoint::Released, &provider_id) {
+                return;
+            }
+        }
+        // Open until the cloud reports it gone: a restart before then
+        // makes it departing again from the journal.
+        loop {
+            if !self.fleet.reports(h.group, &provider_id) {
+                break;
+            }
+            if !self.pause(&h).await {
+                return;
+            }
         }
         self.close(&h, outcome).await;
     }

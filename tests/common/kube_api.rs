@@ -690,6 +690,11 @@ impl KubeApi {
         self.read().nodes.get(name).cloned()
     }
 
+    /// Every Node.
+    pub fn nodes(&self) -> Vec<Value> {
+        self.read().nodes.values().cloned().collect()
+    }
+
     /// Every node patch received: (name, content type, patch body).
     pub fn node_patches(&self) -> Vec<(String, String, Value)> {
         self.read().node_patches.clone()

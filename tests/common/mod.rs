@@ -2,6 +2,7 @@
 //! cloud on a manual clock, and a gRPC client generated from the same proto.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod ca;
 pub mod kube_api;
 
 use gpupool::config::Config;
