@@ -176,6 +176,7 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
     };
     let interruptions = crate::interrupt::Engine::new(
         fleet.clone(),
+        floors.clone(),
         match (&config.kubernetes, &client) {
             (Some(k), Some(client)) => crate::interrupt::Journal::Cluster(Box::new(
                 crate::cluster::journal::ConfigMaps::new(client.clone(), &k.namespace),
@@ -187,7 +188,6 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
             .map(|c| Arc::new(crate::cluster::drain::NodeOps::new(c))),
         metrics.clone(),
         config.interruption.clone(),
-        config.interruption.crash_at,
         cancel.clone(),
     );
     cluster_tasks.push(tokio::spawn(

@@ -128,8 +128,12 @@ pub struct Leaving {
 pub enum Want {
     /// No replacement (`gpupool.dev/interruption: drain-only`).
     Nothing,
-    /// One node more than the group has or is already promised.
-    Next,
+    /// One node more than the group has, is already promised, or must
+    /// keep: the `u32` is its floor apart from replacements (its configured
+    /// min raised to its pre-provisioning floor), which CA is scaling the
+    /// group to anyway; a replacement counted inside it would be no
+    /// replacement.
+    Next(u32),
     /// As journalled by an operation being resumed.
     Exactly(u32),
 }
@@ -245,7 +249,7 @@ impl GroupState {
         let max = self.spec.max_size;
         if let Some(known) = self.leaving.get_mut(provider_id) {
             match want {
-                Want::Next => known.draining |= draining,
+                Want::Next(_) => known.draining |= draining,
                 Want::Exactly(n) => (known.want, known.draining) = (Some(n.min(max)), draining),
                 Want::Nothing => (known.want, known.draining) = (None, draining),
             }
@@ -254,8 +258,8 @@ impl GroupState {
         let want = match want {
             Want::Nothing => None,
             Want::Exactly(n) => Some(n.min(max)),
-            Want::Next => {
-                let promised = self.target().max(self.replacement_floor());
+            Want::Next(floor) => {
+                let promised = self.target().max(self.replacement_floor()).max(floor);
                 if promised >= self.spec.max_size {
                     tracing::warn!(
                         group = %self.spec.id,

@@ -396,7 +396,7 @@ fn a_snapshot_rebuilt_for_one_group_keeps_the_others_and_drops_what_left() {
 #[test]
 fn a_leaving_member_keeps_the_target_and_asks_one_more_of_ca() {
     let (mut g, _) = with_live(0, 10, 3);
-    let want = g.mark_leaving("p:///z/i0", Want::Next, true).unwrap();
+    let want = g.mark_leaving("p:///z/i0", Want::Next(0), true).unwrap();
     assert_eq!(want, Some(4));
     assert_eq!(g.target(), 3, "the target does not move at the mark");
     assert_eq!(g.replacement_floor(), 4);
@@ -412,12 +412,12 @@ fn a_leaving_member_keeps_the_target_and_asks_one_more_of_ca() {
 
     // A repeated mark asks nothing more.
     assert_eq!(
-        g.mark_leaving("p:///z/i0", Want::Next, true).unwrap(),
+        g.mark_leaving("p:///z/i0", Want::Next(0), true).unwrap(),
         Some(4)
     );
     // A second interruption before CA scaled up asks one more on top.
     assert_eq!(
-        g.mark_leaving("p:///z/i1", Want::Next, true).unwrap(),
+        g.mark_leaving("p:///z/i1", Want::Next(0), true).unwrap(),
         Some(5)
     );
     assert_eq!(g.replacement_floor(), 5);
@@ -426,7 +426,7 @@ fn a_leaving_member_keeps_the_target_and_asks_one_more_of_ca() {
 #[test]
 fn cas_scale_up_answers_the_replacement_and_a_release_departs_until_the_cloud_reports_it_gone() {
     let (mut g, r) = with_live(0, 10, 3);
-    g.mark_leaving("p:///z/i0", Want::Next, true).unwrap();
+    g.mark_leaving("p:///z/i0", Want::Next(0), true).unwrap();
     // CA sees target 3 < minSize 4 and scales up by one.
     let r1 = RequestId::new("r1");
     g.increase(1, r1.clone()).unwrap();
@@ -522,21 +522,24 @@ fn a_resumed_mark_asks_exactly_what_was_journalled_so_no_second_replacement() {
 #[test]
 fn the_mark_goes_with_its_member_and_a_full_group_gets_no_replacement() {
     let (mut g, _) = with_live(0, 3, 3);
-    assert_eq!(g.mark_leaving("p:///z/i0", Want::Next, true).unwrap(), None);
+    assert_eq!(
+        g.mark_leaving("p:///z/i0", Want::Next(0), true).unwrap(),
+        None
+    );
     assert_eq!(g.replacement_floor(), 0);
     assert_eq!(
-        g.mark_leaving("p:///z/nope", Want::Next, true),
+        g.mark_leaving("p:///z/nope", Want::Next(0), true),
         Err(NotMember)
     );
     // CA deletes the leaving node itself: the mark goes too.
     let (mut g, _) = with_live(0, 10, 3);
-    g.mark_leaving("p:///z/i1", Want::Next, true).unwrap();
+    g.mark_leaving("p:///z/i1", Want::Next(0), true).unwrap();
     g.delete_nodes(&[node("p:///z/i1")]).unwrap();
     assert!(g.leaving().is_empty());
     assert_eq!(g.replacement_floor(), 0);
     // The cloud stops it: same.
     let (mut g, r) = with_live(0, 10, 2);
-    g.mark_leaving("p:///z/i1", Want::Next, true).unwrap();
+    g.mark_leaving("p:///z/i1", Want::Next(0), true).unwrap();
     let listed = vec![
         instance("i0", &r, InstanceState::Running),
         instance("i1", &r, InstanceState::Terminated),
@@ -550,12 +553,12 @@ fn the_mark_goes_with_its_member_and_a_full_group_gets_no_replacement() {
 fn a_standby_mark_stays_in_service_until_it_drains_or_stands_down() {
     let (mut g, _) = with_live(0, 10, 2);
     assert_eq!(
-        g.mark_leaving("p:///z/i0", Want::Next, false).unwrap(),
+        g.mark_leaving("p:///z/i0", Want::Next(0), false).unwrap(),
         Some(3)
     );
     let view = GroupView::of(&g);
     assert!(view.instances.iter().all(|i| i.state == NodeState::Running));
-    g.mark_leaving("p:///z/i0", Want::Next, true).unwrap();
+    g.mark_leaving("p:///z/i0", Want::Next(0), true).unwrap();
     assert!(g.leaving()["p:///z/i0"].draining);
     assert_eq!(g.replacement_floor(), 3, "the upgrade asks nothing more");
     g.stand_down("p:///z/i0");
@@ -603,12 +606,12 @@ fn a_notice_finds_its_instance_by_providerid_node_name_instance_id_or_azure_scal
 fn one_operation_ending_lowers_the_others_floor_so_ca_buys_nothing_extra() {
     let (mut g, _) = with_live(0, 10, 3);
     assert_eq!(
-        g.mark_leaving("p:///z/i0", Want::Next, true).unwrap(),
+        g.mark_leaving("p:///z/i0", Want::Next(0), true).unwrap(),
         Some(4)
     );
     g.increase(1, RequestId::new("r1")).unwrap(); // CA: 3 -> 4
     assert_eq!(
-        g.mark_leaving("p:///z/i1", Want::Next, true).unwrap(),
+        g.mark_leaving("p:///z/i1", Want::Next(0), true).unwrap(),
         Some(5)
     );
     g.increase(1, RequestId::new("r2")).unwrap(); // CA: 4 -> 5
@@ -632,9 +635,9 @@ fn one_operation_ending_lowers_the_others_floor_so_ca_buys_nothing_extra() {
     );
     // The same when the cloud takes the other one first.
     let (mut g, r) = with_live(0, 10, 3);
-    g.mark_leaving("p:///z/i0", Want::Next, true).unwrap();
+    g.mark_leaving("p:///z/i0", Want::Next(0), true).unwrap();
     g.increase(1, RequestId::new("r1")).unwrap();
-    g.mark_leaving("p:///z/i1", Want::Next, true).unwrap();
+    g.mark_leaving("p:///z/i1", Want::Next(0), true).unwrap();
     g.increase(1, RequestId::new("r2")).unwrap();
     let listed = vec![
         instance("i0", &r, InstanceState::Terminated),
@@ -654,7 +657,7 @@ fn one_operation_ending_lowers_the_others_floor_so_ca_buys_nothing_extra() {
 fn a_journalled_want_takes_over_the_one_just_asked_in_one_change() {
     let (mut g, _) = with_live(0, 10, 3);
     assert_eq!(
-        g.mark_leaving("p:///z/i0", Want::Next, true).unwrap(),
+        g.mark_leaving("p:///z/i0", Want::Next(0), true).unwrap(),
         Some(4)
     );
     assert_eq!(
@@ -668,4 +671,27 @@ fn a_journalled_want_takes_over_the_one_just_asked_in_one_change() {
         None
     );
     assert_eq!(g.replacement_floor(), 0);
+}
+
+#[test]
+fn a_replacement_is_asked_on_top_of_the_floor_ca_is_scaling_to_anyway() {
+    // Pre-provisioning asks 5 of a group with 3: the replacement is the 6th,
+    // not one of the 5 (it would replace nothing).
+    let (mut g, _) = with_live(0, 10, 3);
+    assert_eq!(
+        g.mark_leaving("p:///z/i0", Want::Next(5), true).unwrap(),
+        Some(6)
+    );
+    // A floor below what the group has changes nothing.
+    let (mut g, _) = with_live(0, 10, 3);
+    assert_eq!(
+        g.mark_leaving("p:///z/i0", Want::Next(2), true).unwrap(),
+        Some(4)
+    );
+    // At max with the floor: no room.
+    let (mut g, _) = with_live(0, 6, 3);
+    assert_eq!(
+        g.mark_leaving("p:///z/i0", Want::Next(6), true).unwrap(),
+        None
+    );
 }

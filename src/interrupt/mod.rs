@@ -39,6 +39,7 @@ use crate::cluster::drain::NodeOps;
 use crate::config::{InterruptionConfig, Rebalance};
 use crate::fleet::{Fleet, NodeState, Offering, Want};
 use crate::metrics::Metrics;
+use crate::preprovision::Floors;
 use crate::webhook::{Kind, Notice};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -103,6 +104,8 @@ struct Awaited {
 
 pub struct Engine {
     fleet: Arc<Fleet>,
+    /// The pre-provisioning floors: a replacement is asked on top of them.
+    floors: Arc<Floors>,
     journal: Journal,
     nodes: Option<Arc<NodeOps>>,
     metrics: Arc<Metrics>,
@@ -125,11 +128,11 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     pub fn new(
         fleet: Arc<Fleet>,
+        floors: Arc<Floors>,
         journal: Journal,
         nodes: Option<Arc<NodeOps>>,
         metrics: Arc<Metrics>,
         settings: InterruptionConfig,
-        crash_at: Option<FaultPoint>,
         cancel: CancellationToken,
     ) -> Arc<Self> {
         if nodes.is_none() {
@@ -139,11 +142,12 @@ impl Engine {
         }
         Arc::new(Self {
             fleet,
+            floors,
             journal,
             nodes,
             metrics,
+            crash_at: settings.crash_at,
             settings,
-            crash_at,
             ops: Mutex::new(HashMap::new()),
             awaited: Mutex::new(Vec::new()),
             tasks: TaskTracker::new(),
@@ -303,7 +307,7 @@ impl Engine {
                 drop(op);
                 let _ = self
                     .fleet
-                    .mark_leaving(group, &provider_id, Want::Next, true);
+                    .mark_leaving(group, &provider_id, self.next(group), true);
                 h.nudge.notify_one();
                 tracing::info!(instance = %provider_id, "interruption for a standing-by rebalance replacement: draining now, no second replacement");
                 return Outcome::Upgraded;
@@ -317,7 +321,7 @@ impl Engine {
         }
         let want = match mode {
             Mode::DrainOnly => Want::Nothing,
-            Mode::Replace | Mode::Standby => Want::Next,
+            Mode::Replace | Mode::Standby => self.next(group),
         };
         let Ok(want) = self
             .fleet
@@ -399,6 +403,14 @@ impl Engine {
     pub async fn stopped(&self) {
         self.tasks.close();
         self.tasks.wait().await;
+    }
+
+    /// A replacement on top of what the group must keep anyway.
+    fn next(&self, group: usize) -> Want {
+        Want::Next(
+            self.floors
+                .min_size(group, self.fleet.specs()[group].min_size),
+        )
     }
 
     fn await_boot(&self, group: usize, received: SystemTime) {
