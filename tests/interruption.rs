@@ -689,6 +689,119 @@ async fn a_second_interruption_while_the_first_departs_buys_one_more_node_not_tw
     run.server.shutdown().await;
 }
 
+/// A journal entry as another writer (a replica, a run before) left it.
+fn put_journal_entry(rig: &Rig, op: &gpupool::interrupt::Operation) {
+    rig.kube.put_configmap(json!({
+        "metadata": {
+            "name": gpupool::cluster::journal::ConfigMaps::name(&op.provider_id),
+            "namespace": NS,
+            "labels": {"gpupool.dev/operation": "interruption"},
+            "annotations": {"gpupool.dev/provider-id": op.provider_id, "gpupool.dev/step": op.step.label()},
+        },
+        "data": {"operation.json": serde_json::to_string(op).unwrap()},
+    }));
+}
+
+/// A rebalance standby journalled for `victim` at `received`, asking `want`.
+fn standby(victim: &Node, received: SystemTime, want: u32) -> gpupool::interrupt::Operation {
+    use gpupool::interrupt::{Cause, Mode, Operation, Step, op::utc};
+    Operation {
+        provider_id: victim.provider_id.clone(),
+        group: "l4".into(),
+        node: Some(victim.name.clone()),
+        cause: Cause {
+            source: "aws".into(),
+            kind: "rebalance".into(),
+            notice_id: "rebalance-1".into(),
+        },
+        mode: Mode::Standby,
+        received_at: utc(received),
+        deadline: None,
+        want: Some(want),
+        step: Step::Marked,
+        drain_started: None,
+        evicted: 0,
+    }
+}
+
+#[tokio::test]
+async fn an_interruption_takes_up_a_journalled_standby_and_drains_with_its_replacement() {
+    let rig = Rig::new("      gpupool.dev/rebalance: replace\n").await;
+    let mut run = rig.serve(None).await;
+    let nodes = three_nodes(&rig, &mut run).await;
+    let victim = nodes[0].clone();
+    // Another replica stood a replacement by (minSize 4) and journalled
+    // it; this process has no operation for it.
+    let mut ca = Ca::new("l4");
+    put_journal_entry(&rig, &standby(&victim, rig.clock.now(), 4));
+    deliver(&rig, &run, Format::EventBridge, &victim).await;
+    // Taken up and drained now (not left standing by), with the
+    // replacement it asked.
+    eventually("minSize 4", async || min_size(&mut run).await == 4).await;
+    assert_eq!(ca_step(&rig, &mut run, &mut ca, 0).await.for_min, 1);
+    released(&rig, &victim).await;
+    assert_eq!(rig.evicted("ml", "train-0"), 1);
+    assert!(rig.cordoned(&victim.name));
+    let l = ca_step(&rig, &mut run, &mut ca, 1).await;
+    assert_eq!((l.target, l.for_pods, l.for_min), (4, 0, 0));
+    cloud_finishes(&rig, &mut run).await;
+    assert_eq!(ca.increases, [1], "no second replacement");
+    run.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stale_journal_entry_is_written_over_not_taken_up() {
+    let rig = Rig::new("").await;
+    let mut run = rig.serve(None).await;
+    let nodes = three_nodes(&rig, &mut run).await;
+    let victim = nodes[0].clone();
+    // Left over from a day ago (its removal failed), asking minSize 9.
+    put_journal_entry(
+        &rig,
+        &standby(&victim, rig.clock.now() - Duration::from_secs(86_400), 9),
+    );
+    deliver(&rig, &run, Format::EventBridge, &victim).await;
+    eventually("minSize 4", async || min_size(&mut run).await == 4).await;
+    eventually("written over", async || {
+        rig.journal()
+            .iter()
+            .any(|(p, s)| *p == victim.provider_id && s != "marked")
+    })
+    .await;
+    assert_eq!(min_size(&mut run).await, 4, "not the stale entry's 9");
+    run.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn journal_writes_the_api_server_sheds_are_tried_again() {
+    let rig = Rig::new("").await;
+    let mut run = rig.serve(None).await;
+    let nodes = three_nodes(&rig, &mut run).await;
+    let victim = nodes[0].clone();
+    rig.kube.throttle_next_configmap_writes(3);
+    deliver(&rig, &run, Format::EventBridge, &victim).await;
+    eventually("minSize 4", async || min_size(&mut run).await == 4).await;
+    assert_eq!(ca_loop(&mut run).await, (4, 1));
+    released(&rig, &victim).await;
+    let posts = rig
+        .kube
+        .configmap_writes()
+        .iter()
+        .filter(|(m, _)| *m == "POST")
+        .count();
+    assert_eq!(posts, 4, "three shed, the fourth taken");
+    rig.kube.throttle_next_configmap_writes(2);
+    cloud_finishes(&rig, &mut run).await;
+    let deletes = rig
+        .kube
+        .configmap_writes()
+        .iter()
+        .filter(|(m, _)| *m == "DELETE")
+        .count();
+    assert_eq!(deletes, 3, "two shed, the third taken");
+    run.server.shutdown().await;
+}
+
 #[tokio::test]
 async fn duplicate_late_and_foreign_notices_change_nothing() {
     let rig = Rig::new("").await;

@@ -22,6 +22,18 @@ pub enum JournalError {
     Corrupt { name: String, reason: String },
 }
 
+impl JournalError {
+    /// Worth another try: the API server shed the request (429), failed
+    /// inside (5xx), or could not be reached.
+    pub fn transient(&self) -> bool {
+        match self {
+            JournalError::Api(kube::Error::Api(s)) => s.code == 429 || s.code >= 500,
+            JournalError::Api(kube::Error::HyperError(_) | kube::Error::Service(_)) => true,
+            _ => false,
+        }
+    }
+}
+
 pub struct ConfigMaps {
     api: Api<ConfigMap>,
     /// The last resourceVersion written, per ConfigMap; `None` once removed

@@ -300,10 +300,7 @@ impl Engine {
         let mut ops = self.lock_ops();
         if let Some(h) = ops.get(&provider_id) {
             let mut op = h.op();
-            if op.mode == Mode::Standby && mode != Mode::Standby {
-                op.mode = Mode::Replace;
-                op.deadline = n.deadline.map(op::utc).or(op.deadline);
-                op.cause.kind = n.kind.label().to_owned();
+            if mode != Mode::Standby && op.interrupted(n.kind.label(), n.deadline) {
                 drop(op);
                 let _ = self
                     .fleet

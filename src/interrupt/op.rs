@@ -101,6 +101,19 @@ impl Operation {
         self.deadline.map(Into::into)
     }
 
+    /// An interruption came for a rebalance replacement standing by: on to
+    /// the drain with the same replacement (`want` is kept: no second
+    /// node). False when it was not standing by.
+    pub fn interrupted(&mut self, kind: &str, deadline: Option<SystemTime>) -> bool {
+        if self.mode != Mode::Standby {
+            return false;
+        }
+        self.mode = Mode::Replace;
+        self.deadline = deadline.map(utc).or(self.deadline);
+        kind.clone_into(&mut self.cause.kind);
+        true
+    }
+
     /// When the drain must end: the cloud's deadline less the margin, and
     /// `timeout` after the drain began (else the notice) at most.
     pub fn drain_deadline(&self, margin: Duration, timeout: Duration) -> SystemTime {

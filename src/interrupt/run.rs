@@ -1,13 +1,16 @@
 //! One operation's task: journal, (standby,) cordon, drain, release. Each
 //! step is journalled once done, so a resume starts at the next one.
 
-use super::{Engine, FaultPoint, Handle, Mode, Step};
+use super::{Engine, FaultPoint, Handle, Mode, Operation, Step};
 use crate::cluster::drain::{Eviction, PodRef};
-use crate::cluster::journal::Created;
+use crate::cluster::journal::{Created, JournalError};
 use crate::fleet::{Released, Want};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+/// Tries per journal write while the API server sheds or fails it.
+const JOURNAL_TRIES: u32 = 5;
 
 /// How a drain ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -220,57 +223,79 @@ impl Engine {
     /// same `minSize`, from its step.
     async fn journal_new(&self, h: &Handle) {
         let op = h.op().clone();
-        match self.journal.create(&op).await {
-            Ok(Created::New) => {
-                let note = match (op.mode, op.want) {
-                    (Mode::DrainOnly, _) => "no replacement (drain only)".to_owned(),
-                    (_, Some(want)) => {
-                        format!("replacement asked of cluster-autoscaler (minSize {want})")
-                    }
-                    (_, None) => "no replacement".to_owned(),
-                };
-                let deadline = op
-                    .deadline()
-                    .map(|d| {
-                        format!(
-                            ", the cloud takes it at {}",
-                            humantime::format_rfc3339_seconds(d)
-                        )
-                    })
-                    .unwrap_or_default();
-                self.event(
-                    h,
-                    true,
-                    "InterruptionNotice",
-                    format!(
-                        "{} {} notice ({}){deadline}: {note}",
-                        op.cause.source, op.cause.kind, op.cause.notice_id
-                    ),
-                )
-                .await;
+        match self.retried(|| self.journal.create(&op)).await {
+            Ok(Created::New) => {}
+            Ok(Created::Exists(existing)) if self.stale(h.group, &existing, &op) => {
+                tracing::warn!(instance = %op.provider_id, step = existing.step.label(), received = %existing.received_at, "stale interruption journal entry for this instance (its operation cannot still be running); written over");
+                self.journal_update(h).await;
             }
             Ok(Created::Exists(existing)) => {
                 tracing::info!(instance = %op.provider_id, step = existing.step.label(), "instance already journalled: taking its operation up");
+                let mut adopted = *existing;
+                // A standby taken up for an interruption drains now, with
+                // the replacement it already asked.
+                let upgraded =
+                    op.mode != Mode::Standby && adopted.interrupted(&op.cause.kind, op.deadline());
                 // One change: the mark takes the journalled want over the
                 // one just asked, so CA never reads a lower minSize between.
-                let want = existing.want.map_or(Want::Nothing, Want::Exactly);
+                let want = adopted.want.map_or(Want::Nothing, Want::Exactly);
                 let _ = self.fleet.mark_leaving(
                     h.group,
                     &op.provider_id,
                     want,
-                    existing.mode != Mode::Standby,
+                    adopted.mode != Mode::Standby,
                 );
-                *h.op() = *existing;
+                *h.op() = adopted;
+                if upgraded {
+                    self.journal_update(h).await;
+                }
+                return;
             }
             Err(e) => {
                 tracing::error!(instance = %op.provider_id, error = %e, "interruption operation not journalled; it goes on, but a restart would not resume it")
             }
         }
+        let note = match (op.mode, op.want) {
+            (Mode::DrainOnly, _) => "no replacement (drain only)".to_owned(),
+            (_, Some(want)) => format!("replacement asked of cluster-autoscaler (minSize {want})"),
+            (_, None) => "no replacement".to_owned(),
+        };
+        let deadline = op
+            .deadline()
+            .map(|d| {
+                format!(
+                    ", the cloud takes it at {}",
+                    humantime::format_rfc3339_seconds(d)
+                )
+            })
+            .unwrap_or_default();
+        self.event(
+            h,
+            true,
+            "InterruptionNotice",
+            format!(
+                "{} {} notice ({}){deadline}: {note}",
+                op.cause.source, op.cause.kind, op.cause.notice_id
+            ),
+        )
+        .await;
+    }
+
+    /// Whether a journal entry found for a new operation is left over
+    /// rather than under way: older than any operation can last (standby,
+    /// drain, an hour for the cloud to take the instance).
+    fn stale(&self, group: usize, existing: &Operation, new: &Operation) -> bool {
+        let timeout = self.fleet.specs()[group]
+            .annotations
+            .drain_timeout
+            .unwrap_or(self.settings.drain_timeout);
+        let lifetime = self.settings.rebalance_standby + timeout + Duration::from_secs(3600);
+        existing.received() + lifetime < new.received()
     }
 
     async fn journal_update(&self, h: &Handle) {
         let op = h.op().clone();
-        if let Err(e) = self.journal.update(&op).await {
+        if let Err(e) = self.retried(|| self.journal.update(&op)).await {
             tracing::warn!(instance = %op.provider_id, step = op.step.label(), error = %e, "interruption journal not updated; a restart would redo this step");
         }
     }
@@ -311,7 +336,7 @@ impl Engine {
                 self.journal_update(&other).await;
             }
         }
-        if let Err(e) = self.journal.remove(&op.provider_id).await {
+        if let Err(e) = self.retried(|| self.journal.remove(&op.provider_id)).await {
             tracing::warn!(instance = %op.provider_id, error = %e, "interruption journal entry not removed; a restart finds its instance gone and closes it");
         }
         self.metrics.interruptions.closed(&op.group, outcome);
@@ -349,6 +374,30 @@ impl Engine {
             Err(e) => {
                 tracing::warn!(instance = %provider_id, error = %e, "node not looked up; using the cloud's name for it");
                 known
+            }
+        }
+    }
+
+    /// Runs a journal write, trying again (backing off from 100 ms, at most
+    /// `JOURNAL_TRIES` in all) while the API server sheds or fails it.
+    async fn retried<T, F>(&self, mut write: impl FnMut() -> F) -> Result<T, JournalError>
+    where
+        F: Future<Output = Result<T, JournalError>>,
+    {
+        let mut wait = Duration::from_millis(100);
+        let mut tries = 1;
+        loop {
+            match write().await {
+                Err(e) if e.transient() && tries < JOURNAL_TRIES => {
+                    tracing::debug!(error = %e, tries, "interruption journal write failed; trying again");
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return Err(e),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    wait *= 2;
+                    tries += 1;
+                }
+                other => return other,
             }
         }
     }

@@ -87,7 +87,10 @@
 //!   generic registry's `Status` `{"kind":"Status","apiVersion":"v1",
 //!   "metadata":{},"status":"Success","details":{"name":…,"kind":
 //!   "configmaps","uid":…}}` (no `code`), 404 NotFound, 409 Conflict when
-//!   the body's `preconditions` (`uid`, `resourceVersion`) do not hold.
+//!   the body's `preconditions` (`uid`, `resourceVersion`) do not hold;
+//! - after [`KubeApi::throttle_next_configmap_writes`], writes shed as API
+//!   Priority and Fairness sheds them: 429 `TooManyRequests`, "Too many
+//!   requests, please try again later.", `details.retryAfterSeconds` 1.
 //!
 //! Error bodies are `Status` objects as `k8s.io/apimachinery/pkg/api/errors`
 //! builds them (`details` with `name`, `group`, `kind` = the resource).
@@ -136,6 +139,9 @@ struct Inner {
     configmaps: BTreeMap<(String, String), Value>,
     /// Replaces answered 409 Conflict before the next one is taken.
     conflicts: u32,
+    /// ConfigMap writes answered 429 TooManyRequests (API Priority and
+    /// Fairness shedding load) before the next one is taken.
+    throttled_writes: u32,
     /// Every configmap write received: (method, name).
     writes: Vec<(&'static str, String)>,
 }
@@ -191,6 +197,26 @@ fn status_with(code: u16, reason: &str, message: String, details: Option<Value>)
 
 fn status(code: u16, reason: &str, message: String) -> Response {
     status_with(code, reason, message, None)
+}
+
+/// What API Priority and Fairness answers a request it sheds.
+fn shed() -> Response {
+    status_with(
+        429,
+        "TooManyRequests",
+        "Too many requests, please try again later.".into(),
+        Some(json!({"retryAfterSeconds": 1})),
+    )
+}
+
+impl Inner {
+    /// Whether this ConfigMap write is shed (see
+    /// [`KubeApi::throttle_next_configmap_writes`]).
+    fn shed_write(&mut self) -> bool {
+        let shed = self.throttled_writes > 0;
+        self.throttled_writes = self.throttled_writes.saturating_sub(1);
+        shed
+    }
 }
 
 /// A failure answered with a `Status` without details: code, reason, message.
@@ -920,6 +946,13 @@ impl KubeApi {
     }
 
     /// The next `n` replaces fail with 409 Conflict (another writer won).
+    /// The next `n` ConfigMap writes (create, replace, delete) are shed as
+    /// API Priority and Fairness does: 429 TooManyRequests,
+    /// `details.retryAfterSeconds` 1.
+    pub fn throttle_next_configmap_writes(&self, n: u32) {
+        self.write(|inner| inner.throttled_writes = n);
+    }
+
     pub fn conflict_next_replaces(&self, n: u32) {
         self.write(|inner| inner.conflicts = n);
     }
@@ -1614,6 +1647,9 @@ async fn create_configmap(
     let name = cm["metadata"]["name"].as_str().unwrap().to_owned();
     api.write(|inner| {
         inner.writes.push(("POST", name.clone()));
+        if inner.shed_write() {
+            return shed();
+        }
         let key = (ns.clone(), name.clone());
         if inner.configmaps.contains_key(&key) {
             return already_exists("", "configmaps", &name);
@@ -1636,6 +1672,9 @@ async fn replace_configmap(
     let mut cm: Value = serde_json::from_str(&body).unwrap();
     api.write(|inner| {
         inner.writes.push(("PUT", name.clone()));
+        if inner.shed_write() {
+            return shed();
+        }
         let key = (ns, name.clone());
         let Some(current) = inner.configmaps.get(&key).cloned() else {
             return not_found("", "configmaps", &name);
@@ -1673,6 +1712,9 @@ async fn delete_configmap(
     let options: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     api.write(|inner| {
         inner.writes.push(("DELETE", name.clone()));
+        if inner.shed_write() {
+            return shed();
+        }
         let key = (ns, name.clone());
         let Some(current) = inner.configmaps.get(&key).cloned() else {
             return not_found("", "configmaps", &name);
