@@ -1,0 +1,301 @@
+//! The EC2 backend against moto's EC2 API: scale-up (spot and on demand)
+//! with CreateFleet from a launch template, the launch tags, a restart that
+//! rebuilds the fleet from DescribeInstances alone, termination of exactly
+//! the named instances, the live GPU catalog and the zones.
+
+mod common;
+
+use aws_sdk_ec2::types::{RequestLaunchTemplateData, ResourceType, Tag, TagSpecification};
+use common::Moto;
+use gpupool_aws::{Ec2Cloud, Ec2Settings, GroupSettings, LaunchTemplate};
+use gpupool_cloud::{
+    CapacityType, Cloud, CreateRequest, GroupId, InstanceId, InstanceState, PurchaseOption,
+    RequestId,
+};
+use std::collections::BTreeMap;
+
+const REGION: &str = "us-east-1";
+
+/// A launch template, and the region's default subnets by zone.
+struct World {
+    launch_template: String,
+    subnets: BTreeMap<String, String>,
+}
+
+async fn world(moto: &Moto) -> World {
+    let ec2 = moto.ec2(REGION).await;
+    let image = ec2
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .unwrap()
+        .images()[0]
+        .image_id()
+        .unwrap()
+        .to_owned();
+    let lt = ec2
+        .create_launch_template()
+        .launch_template_name("gpu-nodes")
+        .launch_template_data(RequestLaunchTemplateData::builder().image_id(image).build())
+        .send()
+        .await
+        .unwrap();
+    let subnets = ec2
+        .describe_subnets()
+        .send()
+        .await
+        .unwrap()
+        .subnets()
+        .iter()
+        .map(|s| {
+            (
+                s.availability_zone().unwrap().to_owned(),
+                s.subnet_id().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    World {
+        launch_template: lt
+            .launch_template()
+            .unwrap()
+            .launch_template_id()
+            .unwrap()
+            .to_owned(),
+        subnets,
+    }
+}
+
+fn settings(world: &World, zones: &[&str]) -> Ec2Settings {
+    let group = GroupSettings {
+        launch_template: LaunchTemplate {
+            id: Some(world.launch_template.clone()),
+            name: None,
+            version: "$Latest".into(),
+        },
+        instance_types: vec!["g6.xlarge".into(), "g6.2xlarge".into()],
+        subnets: zones.iter().map(|z| world.subnets[*z].clone()).collect(),
+    };
+    Ec2Settings {
+        cluster: "prod-east".into(),
+        groups: [(GroupId::new("l4"), group)].into_iter().collect(),
+    }
+}
+
+fn request(id: &str, purchase: PurchaseOption, count: u32) -> CreateRequest {
+    CreateRequest {
+        request_id: RequestId::new(id),
+        group: GroupId::new("l4"),
+        instance_type: "g6.xlarge".into(),
+        zones: vec!["us-east-1a".into(), "us-east-1b".into()],
+        purchase,
+        count,
+        max_spot_price: None,
+    }
+}
+
+#[tokio::test]
+async fn spot_scale_up_is_tagged_and_a_restart_rebuilds_the_fleet_from_describe_instances() {
+    let moto = Moto::start().await;
+    let world = world(&moto).await;
+    let cloud = Ec2Cloud::connect(
+        &moto.connection(),
+        REGION,
+        settings(&world, &["us-east-1a", "us-east-1b"]),
+    )
+    .await
+    .unwrap();
+    let outcome = cloud
+        .create_instances(&request("l4-r1", PurchaseOption::Spot, 3))
+        .await
+        .unwrap();
+    assert_eq!(outcome.created.len(), 3, "{outcome:?}");
+    assert!(outcome.failed.is_none());
+    for i in &outcome.created {
+        assert_eq!(i.capacity_type, CapacityType::Spot);
+        assert!(
+            ["us-east-1a", "us-east-1b"].contains(&i.zone.as_str()),
+            "{i:?}"
+        );
+        assert_eq!(
+            i.provider_id.as_str(),
+            format!("aws:///{}/{}", i.zone, i.id),
+            "the EKS form"
+        );
+        assert_eq!(i.request_id, Some(RequestId::new("l4-r1")));
+    }
+
+    // Someone else's instance in the same account: not ours, never listed.
+    let ec2 = moto.ec2(REGION).await;
+    let image = ec2
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .unwrap()
+        .images()[0]
+        .image_id()
+        .unwrap()
+        .to_owned();
+    ec2.run_instances()
+        .image_id(image)
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Instance)
+                .tags(
+                    Tag::builder()
+                        .key("gpupool.dev/cluster")
+                        .value("staging")
+                        .build(),
+                )
+                .tags(Tag::builder().key("gpupool.dev/group").value("l4").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // A restarted process knows nothing but what DescribeInstances says.
+    let restarted = Ec2Cloud::connect(
+        &moto.connection(),
+        REGION,
+        settings(&world, &["us-east-1a", "us-east-1b"]),
+    )
+    .await
+    .unwrap();
+    let mut listed = restarted.list_instances().await.unwrap();
+    listed.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    let mut created = outcome.created.clone();
+    created.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    assert_eq!(listed.len(), 3, "only this cluster's: {listed:?}");
+    for (l, c) in listed.iter().zip(&created) {
+        assert_eq!(
+            (&l.id, &l.provider_id, &l.group),
+            (&c.id, &c.provider_id, &c.group)
+        );
+        assert_eq!(l.request_id, Some(RequestId::new("l4-r1")));
+        assert_eq!(l.capacity_type, CapacityType::Spot);
+        assert_eq!(l.instance_type, "g6.xlarge");
+        assert!(matches!(
+            l.state,
+            InstanceState::Pending | InstanceState::Running
+        ));
+        assert!(
+            l.node_name
+                .as_deref()
+                .is_some_and(|n| n.ends_with(".ec2.internal")),
+            "the node name is the private DNS name: {l:?}"
+        );
+    }
+    // Every launch tag is on the instances.
+    let described = ec2
+        .describe_instances()
+        .instance_ids(created[0].id.as_str())
+        .send()
+        .await
+        .unwrap();
+    let tags: BTreeMap<String, String> = described.reservations()[0].instances()[0]
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+        .collect();
+    for (k, v) in [
+        ("gpupool.dev/cluster", "prod-east"),
+        ("gpupool.dev/group", "l4"),
+        ("gpupool.dev/request", "l4-r1"),
+        ("gpupool.dev/managed-by", "gpupool"),
+        ("kubernetes.io/cluster/prod-east", "owned"),
+    ] {
+        assert_eq!(tags.get(k).map(String::as_str), Some(v), "{k} in {tags:?}");
+    }
+}
+
+#[tokio::test]
+async fn on_demand_scale_up_and_deleting_exactly_the_named_instances() {
+    let moto = Moto::start().await;
+    let world = world(&moto).await;
+    let cloud = Ec2Cloud::connect(
+        &moto.connection(),
+        REGION,
+        settings(&world, &["us-east-1a"]),
+    )
+    .await
+    .unwrap();
+    let outcome = cloud
+        .create_instances(&request("l4-r2", PurchaseOption::OnDemand, 3))
+        .await
+        .unwrap();
+    assert_eq!(outcome.created.len(), 3);
+    assert!(
+        outcome
+            .created
+            .iter()
+            .all(|i| i.capacity_type == CapacityType::OnDemand && i.zone == "us-east-1a")
+    );
+    let listed = cloud.list_instances().await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .all(|i| i.capacity_type == CapacityType::OnDemand)
+    );
+
+    // Two of the three, and one EC2 has never heard of: the goal holds.
+    let doomed: Vec<InstanceId> = outcome.created[..2].iter().map(|i| i.id.clone()).collect();
+    let mut ids = doomed.clone();
+    ids.push(InstanceId::new("i-0123456789abcdef0"));
+    cloud.delete_instances(&ids).await.unwrap();
+    let after = cloud.list_instances().await.unwrap();
+    for i in &after {
+        let going = doomed.contains(&i.id);
+        assert_eq!(
+            matches!(
+                i.state,
+                InstanceState::ShuttingDown | InstanceState::Terminated
+            ),
+            going,
+            "{i:?}"
+        );
+    }
+    assert_eq!(after.len(), 3);
+}
+
+#[tokio::test]
+async fn the_live_catalog_has_the_gpus_and_the_zones_are_the_regions() {
+    let moto = Moto::start().await;
+    let world = world(&moto).await;
+    let cloud = Ec2Cloud::connect(
+        &moto.connection(),
+        REGION,
+        settings(&world, &["us-east-1a"]),
+    )
+    .await
+    .unwrap();
+    let catalog = cloud.instance_types().await.unwrap();
+    let p5 = catalog
+        .iter()
+        .find(|t| t.name == "p5.48xlarge")
+        .expect("p5.48xlarge");
+    let gpu = p5.gpu.as_ref().unwrap();
+    assert_eq!((p5.vcpus, gpu.model.as_str(), gpu.count), (192, "H100", 8));
+    assert_eq!(gpu.memory_mib, 81920);
+    assert_eq!(gpu.accelerator, "nvidia-h100-80gb");
+    let g6 = catalog
+        .iter()
+        .find(|t| t.name == "g6.xlarge")
+        .expect("g6.xlarge");
+    assert_eq!(
+        g6.gpu.as_ref().map(|g| (g.model.as_str(), g.count)),
+        Some(("L4", 1))
+    );
+    assert!(
+        catalog.iter().all(|t| t.gpu.is_some()),
+        "only GPU types (and named ones)"
+    );
+    let zones = cloud.zones().await.unwrap();
+    assert!(
+        zones.contains(&"us-east-1a".to_owned()) && zones.len() >= 3,
+        "{zones:?}"
+    );
+}
