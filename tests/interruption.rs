@@ -149,6 +149,15 @@ impl Rig {
             })
     }
 
+    /// Journal writes the API server received with `method`, shed or not.
+    fn journal_writes(&self, method: &str) -> usize {
+        self.kube
+            .configmap_writes()
+            .iter()
+            .filter(|(m, _)| *m == method)
+            .count()
+    }
+
     /// Successful evictions of a pod.
     fn evicted(&self, ns: &str, name: &str) -> usize {
         self.kube
@@ -273,6 +282,11 @@ struct Node {
     name: String,
 }
 
+/// A pod's `ownerReferences`: controlled by `kind` `name`.
+fn owner(kind: &str, name: &str) -> Value {
+    json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": format!("uid-{name}"), "controller": true}])
+}
+
 /// Three running spot instances with Ready nodes; the first carries a
 /// workload pod, a critical pod, a DaemonSet pod and a mirror pod.
 async fn three_nodes(rig: &Rig, run: &mut Run) -> Vec<Node> {
@@ -309,7 +323,6 @@ async fn three_nodes(rig: &Rig, run: &mut Run) -> Vec<Node> {
             .put_node(&n.name, &n.provider_id, now, Some(now), 1);
     }
     let victim = &nodes[0].name;
-    let owner = |kind: &str, name: &str| json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": format!("uid-{name}"), "controller": true}]);
     rig.kube.put_pod_full(
         "ml",
         "train-0",
@@ -647,7 +660,7 @@ async fn a_second_interruption_while_the_first_departs_buys_one_more_node_not_tw
         "ml",
         "train-1",
         json!({
-        "metadata": {"ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "train", "uid": "uid-train", "controller": true}]},
+        "metadata": {"ownerReferences": owner("ReplicaSet", "train")},
         "spec": {"nodeName": second.name, "containers": [{"name": "main", "image": "train"}]},
         "status": {"phase": "Running"}}),
     );
@@ -783,21 +796,11 @@ async fn journal_writes_the_api_server_sheds_are_tried_again() {
     eventually("minSize 4", async || min_size(&mut run).await == 4).await;
     assert_eq!(ca_loop(&mut run).await, (4, 1));
     released(&rig, &victim).await;
-    let posts = rig
-        .kube
-        .configmap_writes()
-        .iter()
-        .filter(|(m, _)| *m == "POST")
-        .count();
+    let posts = rig.journal_writes("POST");
     assert_eq!(posts, 4, "three shed, the fourth taken");
     rig.kube.throttle_next_configmap_writes(2);
     cloud_finishes(&rig, &mut run).await;
-    let deletes = rig
-        .kube
-        .configmap_writes()
-        .iter()
-        .filter(|(m, _)| *m == "DELETE")
-        .count();
+    let deletes = rig.journal_writes("DELETE");
     assert_eq!(deletes, 3, "two shed, the third taken");
     run.server.shutdown().await;
 }

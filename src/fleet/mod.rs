@@ -228,10 +228,9 @@ impl Fleet {
     /// Whether the group still reports the instance (as a member or on its
     /// way out).
     pub fn reports(&self, index: usize, provider_id: &str) -> bool {
-        self.snapshot().groups[index]
-            .instances
-            .iter()
-            .any(|i| i.provider_id.as_str() == provider_id)
+        self.snapshot()
+            .instance(provider_id)
+            .is_some_and(|(group, _)| group == index)
     }
 
     /// Drops a leaving mark without letting the member go.

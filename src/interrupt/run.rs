@@ -64,10 +64,7 @@ impl Engine {
 
         let received = h.op().received();
         let node = self.node_of(&h).await;
-        let timeout = self.fleet.specs()[h.group]
-            .annotations
-            .drain_timeout
-            .unwrap_or(self.settings.drain_timeout);
+        let timeout = self.drain_timeout(h.group);
         if h.op().drain_started.is_none() {
             h.op().drain_started = Some(super::op::utc(self.now()));
         }
@@ -285,12 +282,18 @@ impl Engine {
     /// rather than under way: older than any operation can last (standby,
     /// drain, an hour for the cloud to take the instance).
     fn stale(&self, group: usize, existing: &Operation, new: &Operation) -> bool {
-        let timeout = self.fleet.specs()[group]
+        let lifetime =
+            self.settings.rebalance_standby + self.drain_timeout(group) + Duration::from_secs(3600);
+        existing.received() + lifetime < new.received()
+    }
+
+    /// The longest drain: the group's `gpupool.dev/drain-timeout`, else
+    /// the configured one.
+    fn drain_timeout(&self, group: usize) -> Duration {
+        self.fleet.specs()[group]
             .annotations
             .drain_timeout
-            .unwrap_or(self.settings.drain_timeout);
-        let lifetime = self.settings.rebalance_standby + timeout + Duration::from_secs(3600);
-        existing.received() + lifetime < new.received()
+            .unwrap_or(self.settings.drain_timeout)
     }
 
     async fn journal_update(&self, h: &Handle) {

@@ -5,7 +5,7 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use gpupool_cloud::CloudError;
 
 /// AWS's throttling codes across the query, JSON and REST protocols.
-const THROTTLING: &[&str] = &[
+pub(crate) const THROTTLING: &[&str] = &[
     "Throttling",
     "ThrottlingException",
     "ThrottledException",

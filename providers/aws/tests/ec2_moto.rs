@@ -16,8 +16,10 @@ use std::collections::BTreeMap;
 
 const REGION: &str = "us-east-1";
 
-/// A launch template, and the region's default subnets by zone.
+/// An image, a launch template of it, and the region's default subnets by
+/// zone.
 struct World {
+    image: String,
     launch_template: String,
     subnets: BTreeMap<String, String>,
 }
@@ -37,7 +39,11 @@ async fn world(moto: &Moto) -> World {
     let lt = ec2
         .create_launch_template()
         .launch_template_name("gpu-nodes")
-        .launch_template_data(RequestLaunchTemplateData::builder().image_id(image).build())
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id(image.clone())
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -56,6 +62,7 @@ async fn world(moto: &Moto) -> World {
         })
         .collect();
     World {
+        image,
         launch_template: lt
             .launch_template()
             .unwrap()
@@ -127,18 +134,8 @@ async fn spot_scale_up_is_tagged_and_a_restart_rebuilds_the_fleet_from_describe_
 
     // Someone else's instance in the same account: not ours, never listed.
     let ec2 = moto.ec2(REGION).await;
-    let image = ec2
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .unwrap()
-        .images()[0]
-        .image_id()
-        .unwrap()
-        .to_owned();
     ec2.run_instances()
-        .image_id(image)
+        .image_id(&world.image)
         .min_count(1)
         .max_count(1)
         .tag_specifications(

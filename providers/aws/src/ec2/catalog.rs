@@ -5,19 +5,13 @@ use super::Ec2Cloud;
 use crate::errors::classify;
 use aws_sdk_ec2::types::{ArchitectureType, InstanceTypeInfo};
 use gpupool_cloud::{Arch, CloudError, GpuInfo, InstanceType};
-use std::collections::BTreeSet;
 
 /// Pages at most (the region's ~1,000 types come in pages of 100).
 const MAX_PAGES: usize = 50;
 
 impl Ec2Cloud {
     pub(super) async fn catalog(&self) -> Result<Vec<InstanceType>, CloudError> {
-        let named: BTreeSet<&str> = self
-            .settings
-            .groups
-            .values()
-            .flat_map(|g| g.instance_types.iter().map(String::as_str))
-            .collect();
+        let named = self.named_types();
         let mut types = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {

@@ -9,7 +9,7 @@
 
 use super::Ec2Cloud;
 use super::tags;
-use crate::errors::classify;
+use crate::errors::{THROTTLING, classify};
 use aws_sdk_ec2::types::{
     DefaultTargetCapacityType, FleetLaunchTemplateConfigRequest,
     FleetLaunchTemplateOverridesRequest, FleetLaunchTemplateSpecificationRequest,
@@ -42,7 +42,7 @@ const OUT_OF_RESOURCES: &[&str] = &[
 pub fn classify_code(code: &str, message: String) -> CloudError {
     if OUT_OF_RESOURCES.contains(&code) {
         CloudError::out_of_resources(code, message)
-    } else if code.starts_with("RequestLimitExceeded") || code == "Throttling" {
+    } else if THROTTLING.contains(&code) {
         CloudError::throttled(code, message)
     } else {
         CloudError::other(code, message)
@@ -120,9 +120,15 @@ impl Ec2Cloud {
                 ),
             ));
         }
+        // The group's types, or the request's one when it names none.
+        let types = if group.instance_types.is_empty() {
+            std::slice::from_ref(&request.instance_type)
+        } else {
+            group.instance_types.as_slice()
+        };
         let mut config =
             FleetLaunchTemplateConfigRequest::builder().launch_template_specification(spec.build());
-        for ty in &group.instance_types {
+        for ty in types {
             for (zone, subnet) in &placements {
                 let mut o = FleetLaunchTemplateOverridesRequest::builder()
                     .instance_type(InstanceType::from(ty.as_str()))
@@ -205,7 +211,7 @@ impl Ec2Cloud {
                     instance_type: launched
                         .instance_type()
                         .map(|t| t.as_str().to_owned())
-                        .unwrap_or_else(|| group.instance_types[0].clone()),
+                        .unwrap_or_else(|| types[0].clone()),
                     zone: zone.clone(),
                     capacity_type: capacity,
                     state: InstanceState::Pending,

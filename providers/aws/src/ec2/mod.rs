@@ -21,7 +21,7 @@ use gpupool_cloud::{
     Cloud, CloudError, CreateOutcome, CreateRequest, GroupId, Instance, InstanceId, InstanceType,
     Price, PriceSource,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 
 /// Calls per second per API: well inside EC2's request-rate buckets
@@ -29,6 +29,9 @@ use std::num::NonZeroU32;
 /// so gpupool never starves the account's other callers.
 const DESCRIBE_PER_SECOND: u32 = 10;
 const MUTATE_PER_SECOND: u32 = 4;
+
+/// EC2's answer for an instance id it does not know.
+const NOT_FOUND: &str = "InvalidInstanceID.NotFound";
 
 /// TerminateInstances takes at most this many ids per call.
 const TERMINATE_BATCH: usize = 1000;
@@ -97,7 +100,7 @@ impl Ec2Cloud {
             .groups
             .values()
             .flat_map(|g| g.subnets.iter().cloned())
-            .collect::<std::collections::BTreeSet<_>>()
+            .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
         if wanted.is_empty() {
@@ -143,32 +146,42 @@ impl Ec2Cloud {
     }
 
     /// Terminates one batch; ids EC2 does not know are skipped (the goal
-    /// state holds for them) by terminating the rest one by one.
+    /// state holds for them): one unknown id fails the whole call, so the
+    /// batch is then terminated one id at a time.
     async fn terminate(&self, ids: &[InstanceId]) -> Result<(), CloudError> {
-        self.limits.terminate.until_ready().await;
-        let result = self
-            .client
-            .terminate_instances()
-            .set_instance_ids(Some(ids.iter().map(|i| i.to_string()).collect()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let e = classify("TerminateInstances", e);
-                if e.code != "InvalidInstanceID.NotFound" || ids.len() == 1 {
-                    return if e.code == "InvalidInstanceID.NotFound" {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    };
-                }
+        match self.terminate_call(ids).await {
+            Err(e) if e.code == NOT_FOUND && ids.len() > 1 => {
                 for id in ids {
-                    Box::pin(self.terminate(std::slice::from_ref(id))).await?;
+                    match self.terminate_call(std::slice::from_ref(id)).await {
+                        Err(e) if e.code == NOT_FOUND => {}
+                        other => other?,
+                    }
                 }
                 Ok(())
             }
+            Err(e) if e.code == NOT_FOUND => Ok(()),
+            other => other,
         }
+    }
+
+    async fn terminate_call(&self, ids: &[InstanceId]) -> Result<(), CloudError> {
+        self.limits.terminate.until_ready().await;
+        self.client
+            .terminate_instances()
+            .set_instance_ids(Some(ids.iter().map(|i| i.to_string()).collect()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("TerminateInstances", e))
+    }
+
+    /// Every instance type a group names, once.
+    fn named_types(&self) -> BTreeSet<&str> {
+        self.settings
+            .groups
+            .values()
+            .flat_map(|g| g.instance_types.iter().map(String::as_str))
+            .collect()
     }
 }
 
@@ -255,14 +268,7 @@ impl Cloud for Ec2Cloud {
     }
 
     async fn prices(&self) -> Result<Vec<Price>, CloudError> {
-        let types: Vec<String> = self
-            .settings
-            .groups
-            .values()
-            .flat_map(|g| g.instance_types.iter().cloned())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let types: Vec<String> = self.named_types().into_iter().map(str::to_owned).collect();
         self.prices.prices(&types).await
     }
 }
