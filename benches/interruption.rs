@@ -214,11 +214,15 @@ fn round(
 ) -> Round {
     let kube = kube_rt.block_on(KubeApi::start());
     let dir = tempfile::tempdir().expect("creating a temp dir");
-    let config = Config::from_yaml(&config_yaml(dir.path(), &kube.kubeconfig(dir.path())))
+    let mut config = Config::from_yaml(&config_yaml(dir.path(), &kube.kubeconfig(dir.path())))
         .expect("the bench config parses");
-    let backend = gpupool::backend::from_config(&config, Arc::new(SystemClock))
-        .expect("the simulated cloud starts");
     let server_rt = runtime("gpupool");
+    let backend = server_rt
+        .block_on(gpupool::backend::from_config(
+            &mut config,
+            Arc::new(SystemClock),
+        ))
+        .expect("the simulated cloud starts");
     let server = server_rt
         .block_on(server::start(&config, backend))
         .expect("gpupool starts");

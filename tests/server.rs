@@ -265,9 +265,11 @@ async fn mtls_admits_only_clients_with_a_certificate_from_the_ca() {
     let yaml = format!(
         "cloud: sim\nregion: sim-east-1\nserver:\n  grpc_listen: 127.0.0.1:0\n  http_listen: 127.0.0.1:0\n  tls: {{ cert: {cert}, key: {key}, cacert: {ca} }}\nnode_groups:\n{GROUPS}"
     );
-    let config = gpupool::config::Config::from_yaml(&yaml).unwrap();
+    let mut config = gpupool::config::Config::from_yaml(&yaml).unwrap();
     let clock = ManualClock::new(t0());
-    let backend = gpupool::backend::from_config(&config, Arc::new(clock)).unwrap();
+    let backend = gpupool::backend::from_config(&mut config, Arc::new(clock))
+        .await
+        .unwrap();
     let server = server::start(&config, backend).await.unwrap();
     let url = format!("https://localhost:{}", server.grpc_addr.port());
     let read = |p: &str| std::fs::read(p).unwrap();
@@ -355,8 +357,10 @@ async fn unreadable_tls_files_are_named() {
     let yaml = format!(
         "cloud: sim\nregion: sim-east-1\nserver:\n  grpc_listen: 127.0.0.1:0\n  http_listen: 127.0.0.1:0\n  tls: {{ cert: /nonexistent/cert.pem, key: /nonexistent/key.pem }}\nnode_groups:\n{GROUPS}"
     );
-    let config = gpupool::config::Config::from_yaml(&yaml).unwrap();
-    let backend = gpupool::backend::from_config(&config, Arc::new(ManualClock::new(t0()))).unwrap();
+    let mut config = gpupool::config::Config::from_yaml(&yaml).unwrap();
+    let backend = gpupool::backend::from_config(&mut config, Arc::new(ManualClock::new(t0())))
+        .await
+        .unwrap();
     let err = server::start(&config, backend)
         .await
         .err()
@@ -501,7 +505,7 @@ fn check_config_accepts_good_files_and_names_the_problem_in_bad_ones() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     // Other clouds are checked offline against the built-in catalog.
-    let aws = "cloud: aws\nregion: us-east-1\nnode_groups:\n  - id: h100\n    min_size: 0\n    max_size: 2\n    instance_type: p5.48xlarge\n    zones: [us-east-1a]\n";
+    let aws = "cloud: aws\nregion: us-east-1\naws:\n  cluster: prod\nnode_groups:\n  - id: h100\n    min_size: 0\n    max_size: 2\n    instance_type: p5.48xlarge\n    zones: [us-east-1a]\n    aws:\n      launch_template: { name: gpu-nodes, version: \"$Latest\" }\n      subnets: [subnet-0a1b2c3d]\n";
     let out = gpupool()
         .arg("check-config")
         .arg(write("aws.yaml", aws))

@@ -78,13 +78,32 @@ pub fn builtin(cloud: CloudKind) -> Vec<InstanceType> {
         .collect()
 }
 
-/// The built-in types extended by a live catalog; live entries win by name.
+/// The built-in types extended by a live catalog. Live figures win by name
+/// (vCPUs, memory, GPU count and memory), but a built-in type keeps its
+/// curated GPU names (accelerator label, model, product as GPU feature
+/// discovery writes it): the cloud's own names for a GPU do not match what
+/// the nodes will be labelled with.
 pub fn merge(builtin: Vec<InstanceType>, live: Vec<InstanceType>) -> Vec<InstanceType> {
-    let mut out: Vec<InstanceType> = builtin
-        .into_iter()
-        .filter(|b| !live.iter().any(|l| l.name == b.name))
-        .collect();
-    out.extend(live);
+    let mut out: Vec<InstanceType> = Vec::with_capacity(builtin.len() + live.len());
+    let mut live: Vec<Option<InstanceType>> = live.into_iter().map(Some).collect();
+    for b in builtin {
+        let found = live
+            .iter_mut()
+            .find(|l| l.as_ref().is_some_and(|l| l.name == b.name))
+            .and_then(Option::take);
+        out.push(match found {
+            None => b,
+            Some(mut l) => {
+                if let (Some(lg), Some(bg)) = (l.gpu.as_mut(), b.gpu) {
+                    lg.accelerator = bg.accelerator;
+                    lg.model = bg.model;
+                    lg.product = bg.product;
+                }
+                l
+            }
+        });
+    }
+    out.extend(live.into_iter().flatten());
     out
 }
 

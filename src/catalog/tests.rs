@@ -61,8 +61,15 @@ fn covers_the_families_of_all_three_clouds() {
 #[test]
 fn every_entry_gives_a_template_with_its_gpus() {
     for e in entries() {
+        let (top, group) = match e.cloud {
+            CloudKind::Aws => (
+                "aws: { cluster: c }\n",
+                "    aws: { launch_template: { name: gpu-nodes } }\n",
+            ),
+            _ => ("", ""),
+        };
         let yaml = format!(
-            "cloud: {}\nregion: r\nnode_groups:\n  - id: g\n    min_size: 0\n    max_size: 1\n    instance_type: {}\n    zones: [ra]\n",
+            "cloud: {}\nregion: r\n{top}node_groups:\n  - id: g\n    min_size: 0\n    max_size: 1\n    instance_type: {}\n    zones: [ra]\n{group}",
             e.cloud.as_str(),
             e.name
         );
@@ -116,14 +123,30 @@ fn a_live_catalog_extends_and_overrides_the_builtin() {
         .cloned()
         .unwrap();
     live.vcpus = 5;
+    // What DescribeInstanceTypes calls the GPU, not what the nodes carry.
+    let gpu = live.gpu.as_mut().unwrap();
+    gpu.accelerator = "nvidia-a10g-24gb".into();
+    gpu.product = "A10G".into();
+    gpu.memory_mib = 22_888;
     let extra = InstanceType {
         name: "g7.xlarge".into(),
         ..live.clone()
     };
-    let merged = merge(builtin.clone(), vec![live, extra]);
+    let merged = merge(builtin.clone(), vec![live, extra.clone()]);
     assert_eq!(merged.len(), builtin.len() + 1);
+    let g5 = merged.iter().find(|t| t.name == "g5.xlarge").unwrap();
+    let curated = builtin.iter().find(|t| t.name == "g5.xlarge").unwrap();
+    assert_eq!(g5.vcpus, 5, "live figures win");
+    let (g, c) = (g5.gpu.as_ref().unwrap(), curated.gpu.as_ref().unwrap());
+    assert_eq!(g.memory_mib, 22_888, "live figures win");
     assert_eq!(
-        merged.iter().find(|t| t.name == "g5.xlarge").unwrap().vcpus,
-        5
+        (&g.accelerator, &g.product, &g.model),
+        (&c.accelerator, &c.product, &c.model),
+        "curated GPU names are kept"
+    );
+    assert_eq!(
+        merged.iter().find(|t| t.name == "g7.xlarge"),
+        Some(&extra),
+        "a type only the cloud knows is taken as it is"
     );
 }

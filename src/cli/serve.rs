@@ -75,12 +75,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(serve(config))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(mut config: Config) -> anyhow::Result<()> {
     // Before anything listens, so a SIGTERM at any point after start-up is a
     // clean shutdown, never the default kill.
     let signals = shutdown_signal()?;
     let clock: Arc<dyn gpupool_cloud::Clock> = Arc::new(gpupool_cloud::SystemClock);
-    let backend = gpupool::backend::from_config(&config, clock)?;
+    let backend = gpupool::backend::from_config(&mut config, clock).await?;
     let server = gpupool::server::start(&config, backend).await?;
     println!(
         "gpupool serving externalgrpc on {} ({}), ops on http://{}",

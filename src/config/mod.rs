@@ -5,6 +5,7 @@
 //! once, here, into [`GroupAnnotations`]; nothing else sees a raw annotation.
 
 mod annotations;
+mod aws;
 mod interruption;
 
 pub use annotations::{
@@ -14,6 +15,7 @@ pub use annotations::{
 
 use crate::gpu::sharing::{self, Sharing};
 use crate::preprovision::time::{Tz, parse_tz};
+pub use aws::{AwsConfig, AwsGroupConfig, DiscoveredTemplate, LaunchTemplateRef};
 pub use interruption::InterruptionConfig;
 
 use gpupool_cloud::{GroupId, InstanceType, PurchaseOption};
@@ -101,6 +103,9 @@ pub struct Config {
     /// The simulated cloud, when `cloud: sim`.
     #[serde(default)]
     pub sim: SimConfig,
+    /// The AWS installation, when `cloud: aws`.
+    #[serde(default)]
+    pub aws: Option<AwsConfig>,
     /// The cluster's Kubernetes API: Node watch for boot latency, the
     /// models' ConfigMap. Absent: gpupool runs without the cluster.
     #[serde(default)]
@@ -329,6 +334,9 @@ pub struct NodeGroupConfig {
     pub taints: Vec<TaintConfig>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// Its launch template, more instance types and subnets, when `cloud: aws`.
+    #[serde(default)]
+    pub aws: Option<AwsGroupConfig>,
 }
 
 /// A node group checked against the catalog, everything resolved and typed.
@@ -338,6 +346,10 @@ pub struct GroupSpec {
     pub min_size: u32,
     pub max_size: u32,
     pub instance_type: InstanceType,
+    /// Every instance type the cloud may launch for the group, `instance_type`
+    /// first (more only where the backend chooses among several, as EC2
+    /// fleets do).
+    pub instance_types: Vec<String>,
     pub zones: Vec<String>,
     pub purchase: PurchaseOption,
     pub labels: BTreeMap<String, String>,
@@ -432,6 +444,22 @@ impl Config {
             w.validate()?;
         }
         self.interruption.validate()?;
+        match (self.cloud, &self.aws) {
+            (CloudKind::Aws, Some(aws)) => aws.validate()?,
+            (CloudKind::Aws, None) => {
+                return Err(ConfigError::invalid(
+                    "aws",
+                    "required with cloud: aws: at least `cluster`, the name that tags and finds this installation's instances",
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "aws",
+                    format!("set, but the cloud is {}", self.cloud.as_str()),
+                ));
+            }
+            (_, None) => {}
+        }
         let time_zone = parse_tz(&self.time_zone)
             .map_err(|reason| ConfigError::invalid("time_zone", reason))?;
         if self.node_groups.is_empty() {
@@ -448,7 +476,7 @@ impl Config {
                 if !seen.insert(g.id.as_str()) {
                     return Err(ConfigError::group(&g.id, "id", "declared twice"));
                 }
-                g.validate(catalog, zones, time_zone)
+                g.validate(self.cloud, catalog, zones, time_zone)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(specs)
@@ -561,6 +589,7 @@ impl GcpPubsubConfig {
 impl NodeGroupConfig {
     fn validate(
         &self,
+        cloud: CloudKind,
         catalog: &[InstanceType],
         region_zones: Option<&[String]>,
         default_tz: Tz,
@@ -600,6 +629,26 @@ impl NodeGroupConfig {
                     ),
                 )
             })?;
+        let instance_types = match (cloud, &self.aws) {
+            (CloudKind::Aws, Some(aws)) => {
+                aws.validate(&instance_type, catalog)
+                    .map_err(|(key, reason)| err(&key, reason))?;
+                aws.all_types(&instance_type.name)
+            }
+            (CloudKind::Aws, None) => {
+                return Err(err(
+                    "aws",
+                    "required with cloud: aws: the launch template instances start from (aws.launch_template.id or .name)".into(),
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(err(
+                    "aws",
+                    format!("set, but the cloud is {}", cloud.as_str()),
+                ));
+            }
+            (_, None) => vec![instance_type.name.clone()],
+        };
         let zones = match (self.zones.is_empty(), region_zones) {
             (false, _) => self.zones.clone(),
             (true, Some(all)) => all.to_vec(),
@@ -693,6 +742,7 @@ impl NodeGroupConfig {
             min_size: self.min_size,
             max_size: self.max_size,
             instance_type,
+            instance_types,
             zones,
             purchase,
             labels,

@@ -313,3 +313,246 @@ fn ca_node_template_keys_that_conflict_or_are_malformed_are_refused() {
         assert!(err.contains(&expected), "expected {expected:?}\ngot {err}");
     }
 }
+
+const AWS: &str = r#"
+cloud: aws
+region: us-east-1
+aws:
+  cluster: prod-east
+node_groups:
+  - id: h100
+    min_size: 0
+    max_size: 4
+    instance_type: p5.48xlarge
+    capacity_type: spot-then-on-demand
+    aws:
+      launch_template: { name: gpu-nodes, version: "$Latest" }
+      instance_types: [p5e.48xlarge]
+      subnets: [subnet-0a1b2c3d, subnet-0a1b2c3e]
+"#;
+
+fn check_aws(yaml: &str) -> Result<Vec<GroupSpec>, ConfigError> {
+    let config = Config::from_yaml(yaml)?;
+    config.validate(&crate::catalog::builtin(CloudKind::Aws), None)
+}
+
+#[test]
+fn an_aws_group_names_its_launch_template_types_and_subnets() {
+    let specs = check_aws(AWS).unwrap();
+    assert_eq!(specs[0].instance_types, vec!["p5.48xlarge", "p5e.48xlarge"]);
+    let config = Config::from_yaml(AWS).unwrap();
+    let aws = config.node_groups[0].aws.as_ref().unwrap();
+    assert_eq!(aws.launch_template.version, "$Latest");
+    // The version defaults to the template's default version.
+    let default = AWS.replace(", version: \"$Latest\"", "");
+    let config = Config::from_yaml(&default).unwrap();
+    assert_eq!(
+        config.node_groups[0]
+            .aws
+            .as_ref()
+            .unwrap()
+            .launch_template
+            .version,
+        "$Default"
+    );
+    check_aws(&default).unwrap();
+}
+
+#[test]
+fn bad_aws_settings_are_named() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "aws:\n  cluster: prod-east\n",
+            "",
+            "aws: required with cloud: aws",
+        ),
+        (
+            "cluster: prod-east",
+            "cluster: \"\"",
+            "aws.cluster: must not be empty",
+        ),
+        (
+            "cluster: prod-east",
+            "cluster: prod east",
+            "aws.cluster: \"prod east\" must be",
+        ),
+        (
+            "cluster: prod-east",
+            "cluster: prod-east\n  endpoint_url: localhost:5000",
+            "aws.endpoint_url: \"localhost:5000\" is not an http(s) URL",
+        ),
+        (
+            "{ name: gpu-nodes, version: \"$Latest\" }",
+            "{ name: gpu-nodes, id: lt-0123456789abcdef0 }",
+            "node group \"h100\": aws.launch_template: give exactly one of id and name",
+        ),
+        (
+            "{ name: gpu-nodes, version: \"$Latest\" }",
+            "{ id: lt-xyz }",
+            "aws.launch_template.id: \"lt-xyz\" is not a launch template id",
+        ),
+        (
+            "version: \"$Latest\"",
+            "version: latest",
+            "aws.launch_template.version: \"latest\" must be $Default, $Latest or a version number",
+        ),
+        (
+            "[p5e.48xlarge]",
+            "[p4d.24xlarge]",
+            "aws.instance_types[0]: p4d.24xlarge (8 GPUs, 96 vCPUs, 1179648 MiB) is smaller than or differs from instance_type p5.48xlarge",
+        ),
+        (
+            "[p5e.48xlarge]",
+            "[p5e.48xlarge, p5e.48xlarge]",
+            "aws.instance_types[1]: \"p5e.48xlarge\" is listed twice",
+        ),
+        (
+            "[p5e.48xlarge]",
+            "[p9.huge]",
+            "aws.instance_types[0]: \"p9.huge\" is not an instance type",
+        ),
+        (
+            "subnet-0a1b2c3e]",
+            "us-east-1a]",
+            "aws.subnets[1]: \"us-east-1a\" is not a subnet id",
+        ),
+    ];
+    for (from, to, expected) in cases {
+        let yaml = AWS.replacen(from, to, 1);
+        assert_ne!(yaml, AWS, "{from:?} is in the base config");
+        let err = check_aws(&yaml).unwrap_err().to_string();
+        assert!(err.contains(expected), "{from:?} -> {to:?}: {err}");
+    }
+    // A group without its launch template, and AWS settings on another cloud.
+    let bare = AWS.replace(
+        "    aws:\n      launch_template: { name: gpu-nodes, version: \"$Latest\" }\n      instance_types: [p5e.48xlarge]\n      subnets: [subnet-0a1b2c3d, subnet-0a1b2c3e]\n",
+        "",
+    );
+    let err = check_aws(&bare).unwrap_err().to_string();
+    assert!(
+        err.contains("node group \"h100\": aws: required with cloud: aws"),
+        "{err}"
+    );
+    let sim = with_group_line("aws: { launch_template: { name: gpu-nodes } }");
+    let err = check(&sim).unwrap_err().to_string();
+    assert!(
+        err.contains("node group \"g1\": aws: set, but the cloud is sim"),
+        "{err}"
+    );
+    let sim = GOOD.replace(
+        "region: sim-east-1",
+        "region: sim-east-1\naws: { cluster: c }",
+    );
+    let err = check(&sim).unwrap_err().to_string();
+    assert!(err.contains("aws: set, but the cloud is sim"), "{err}");
+}
+
+fn template(tags: &[(&str, &str)]) -> DiscoveredTemplate {
+    DiscoveredTemplate {
+        id: "lt-0123456789abcdef0".into(),
+        name: "gpu-p5".into(),
+        version: "$Default".into(),
+        instance_type: Some("p5.48xlarge".into()),
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+#[test]
+fn a_launch_template_tagged_for_ca_declares_a_group() {
+    let t = template(&[
+        ("k8s.io/cluster-autoscaler/enabled", "true"),
+        ("k8s.io/cluster-autoscaler/prod-east", "owned"),
+        ("gpupool.dev/max-size", "8"),
+        ("gpupool.dev/min-size", "1"),
+        ("gpupool.dev/subnets", "subnet-0a1b2c3d,subnet-0a1b2c3e"),
+        ("gpupool.dev/capacity-type", "spot"),
+        ("gpupool.dev/interruption", "replace"),
+        ("k8s.io/cluster-autoscaler/node-template/label/team", "ml"),
+        ("Name", "gpu nodes"),
+    ]);
+    let group = t.node_group().unwrap();
+    assert_eq!(group.id, "gpu-p5", "named after the template");
+    assert_eq!((group.min_size, group.max_size), (1, 8));
+    assert_eq!(group.instance_type, "p5.48xlarge", "the template's type");
+    let aws = group.aws.as_ref().unwrap();
+    assert_eq!(
+        aws.launch_template.id.as_deref(),
+        Some("lt-0123456789abcdef0")
+    );
+    assert_eq!(aws.subnets, vec!["subnet-0a1b2c3d", "subnet-0a1b2c3e"]);
+    assert_eq!(
+        group.annotations.keys().collect::<Vec<_>>(),
+        vec![
+            "gpupool.dev/capacity-type",
+            "gpupool.dev/interruption",
+            "k8s.io/cluster-autoscaler/node-template/label/team"
+        ],
+        "gpupool's and CA's node-template tags are the annotations; other tags are not"
+    );
+    // It validates like a declared group: typed annotations and all.
+    let mut config = Config::from_yaml(AWS).unwrap();
+    config.node_groups.push(group);
+    let specs = config
+        .validate(&crate::catalog::builtin(CloudKind::Aws), None)
+        .unwrap();
+    assert_eq!(specs[1].purchase, PurchaseOption::Spot);
+    assert_eq!(specs[1].labels["team"], "ml");
+
+    // The id and types from gpupool's tags win over the name and the template.
+    let t = template(&[
+        ("gpupool.dev/max-size", "2"),
+        ("gpupool.dev/node-group", "h200"),
+        ("gpupool.dev/instance-types", "p5e.48xlarge p5en.48xlarge"),
+    ]);
+    let group = t.node_group().unwrap();
+    assert_eq!(group.id, "h200");
+    assert_eq!(group.instance_type, "p5e.48xlarge");
+    assert_eq!(group.aws.unwrap().instance_types, vec!["p5en.48xlarge"]);
+}
+
+#[test]
+fn bad_discovery_tags_name_the_template_and_the_tag() {
+    let cases: &[(&[(&str, &str)], Option<&str>, &str)] = &[
+        (
+            &[],
+            Some("p5.48xlarge"),
+            "launch template gpu-p5 (lt-0123456789abcdef0): tag gpupool.dev/max-size: missing",
+        ),
+        (
+            &[("gpupool.dev/max-size", "eight")],
+            Some("p5.48xlarge"),
+            "tag gpupool.dev/max-size: \"eight\" is not a whole number",
+        ),
+        (
+            &[("gpupool.dev/max-size", "8")],
+            None,
+            "tag gpupool.dev/instance-types: missing, and version $Default of the template names no instance type",
+        ),
+    ];
+    for (tags, ty, expected) in cases {
+        let mut t = template(tags);
+        t.instance_type = ty.map(str::to_owned);
+        let err = t.node_group().unwrap_err().to_string();
+        assert!(err.contains(expected), "{tags:?}: {err}");
+    }
+    // A misspelt gpupool tag fails validation as an annotation would.
+    let group = template(&[
+        ("gpupool.dev/max-size", "8"),
+        ("gpupool.dev/capcity-type", "spot"),
+    ])
+    .node_group()
+    .unwrap();
+    let mut config = Config::from_yaml(AWS).unwrap();
+    config.node_groups.push(group);
+    let err = config
+        .validate(&crate::catalog::builtin(CloudKind::Aws), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("node group \"gpu-p5\": annotations.gpupool.dev/capcity-type: unknown gpupool.dev annotation"),
+        "{err}"
+    );
+}

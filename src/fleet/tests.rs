@@ -19,6 +19,7 @@ fn spec(min: u32, max: u32) -> Arc<GroupSpec> {
             arch: Default::default(),
             gpu: None,
         },
+        instance_types: vec!["t".into()],
         zones: vec!["z".into()],
         purchase: PurchaseOption::OnDemand,
         labels: Default::default(),

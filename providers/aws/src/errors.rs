@@ -17,6 +17,33 @@ pub(crate) const THROTTLING: &[&str] = &[
     "PriorRequestNotComplete",
 ];
 
+/// EC2's codes for "no capacity or quota for this", which CA must see as
+/// out of resources (class 1) to back the group off and try another. They
+/// come per launch in CreateFleet's error set, or for the whole call.
+pub(crate) const OUT_OF_RESOURCES: &[&str] = &[
+    "InsufficientInstanceCapacity",
+    "InsufficientCapacity",
+    "InsufficientHostCapacity",
+    "InsufficientReservedInstanceCapacity",
+    "MaxSpotInstanceCountExceeded",
+    "MaxSpotFleetRequestCountExceeded",
+    "VcpuLimitExceeded",
+    "InstanceLimitExceeded",
+    "UnfulfillableCapacity",
+    "SpotMaxPriceTooLow",
+];
+
+/// An EC2 error code, classified for CA.
+pub fn classify_code(code: &str, message: String) -> CloudError {
+    if OUT_OF_RESOURCES.contains(&code) {
+        CloudError::out_of_resources(code, message)
+    } else if THROTTLING.contains(&code) {
+        CloudError::throttled(code, message)
+    } else {
+        CloudError::other(code, message)
+    }
+}
+
 /// `err` from `operation`, classified.
 pub(crate) fn classify<E, R>(operation: &str, err: SdkError<E, R>) -> CloudError
 where
@@ -26,13 +53,9 @@ where
     match &err {
         SdkError::ServiceError(service) => {
             let e = service.err();
-            let code = e.code().unwrap_or("Unknown").to_owned();
+            let code = e.code().unwrap_or("Unknown");
             let message = format!("{operation}: {}", e.message().unwrap_or("(no message)"));
-            if THROTTLING.contains(&code.as_str()) {
-                CloudError::throttled(code, message)
-            } else {
-                CloudError::other(code, message)
-            }
+            classify_code(code, message)
         }
         SdkError::ResponseError(_) => CloudError::other(
             "MalformedResponse",

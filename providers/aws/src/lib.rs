@@ -9,5 +9,7 @@ mod errors;
 pub mod pricing;
 pub mod sdk;
 
+pub use ec2::discovery::{TaggedTemplate, discover};
 pub use ec2::{Ec2Cloud, Ec2Settings, GroupSettings, LaunchTemplate};
+pub use errors::classify_code;
 pub use pricing::AwsPrices;

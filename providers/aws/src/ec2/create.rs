@@ -9,7 +9,7 @@
 
 use super::Ec2Cloud;
 use super::tags;
-use crate::errors::{THROTTLING, classify};
+use crate::errors::{classify, classify_code};
 use aws_sdk_ec2::types::{
     DefaultTargetCapacityType, FleetLaunchTemplateConfigRequest,
     FleetLaunchTemplateOverridesRequest, FleetLaunchTemplateSpecificationRequest,
@@ -22,32 +22,6 @@ use gpupool_cloud::{
     InstanceId, InstanceState, PurchaseOption, RequestId,
 };
 use std::time::SystemTime;
-
-/// EC2's codes for "no capacity or quota for this", which CA must see as
-/// out of resources (class 1) to back the group off and try another.
-const OUT_OF_RESOURCES: &[&str] = &[
-    "InsufficientInstanceCapacity",
-    "InsufficientCapacity",
-    "InsufficientHostCapacity",
-    "InsufficientReservedInstanceCapacity",
-    "MaxSpotInstanceCountExceeded",
-    "MaxSpotFleetRequestCountExceeded",
-    "VcpuLimitExceeded",
-    "InstanceLimitExceeded",
-    "UnfulfillableCapacity",
-    "SpotMaxPriceTooLow",
-];
-
-/// A CreateFleet error code, classified for CA.
-pub fn classify_code(code: &str, message: String) -> CloudError {
-    if OUT_OF_RESOURCES.contains(&code) {
-        CloudError::out_of_resources(code, message)
-    } else if THROTTLING.contains(&code) {
-        CloudError::throttled(code, message)
-    } else {
-        CloudError::other(code, message)
-    }
-}
 
 impl Ec2Cloud {
     pub(super) async fn create(

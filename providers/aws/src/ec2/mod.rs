@@ -6,10 +6,10 @@
 
 mod catalog;
 mod create;
+pub mod discovery;
 pub mod settings;
 pub mod tags;
 
-pub use create::classify_code;
 pub use settings::{Ec2Settings, GroupSettings, LaunchTemplate};
 
 use crate::errors::classify;

@@ -50,6 +50,12 @@ impl AwsPrices {
         }
     }
 
+    /// The current spot prices of `instance_types`, per zone, from the spot
+    /// price history alone.
+    pub async fn spot_prices(&self, instance_types: &[String]) -> Result<Vec<Price>, CloudError> {
+        spot::current(&self.ec2, &self.limiter, instance_types).await
+    }
+
     /// The region priced.
     pub fn region(&self) -> &str {
         &self.region
@@ -66,7 +72,7 @@ impl PriceSource for AwsPrices {
                 prices.push(p);
             }
         }
-        prices.extend(spot::current(&self.ec2, &self.limiter, instance_types).await?);
+        prices.extend(self.spot_prices(instance_types).await?);
         Ok(prices)
     }
 }

@@ -1,6 +1,9 @@
 //! Picks the cloud backend named in the config and what it adds to the
 //! operations port.
 
+#[cfg(feature = "aws")]
+mod aws;
+
 use crate::config::{CloudKind, Config, ConfigError, GroupSpec};
 use crate::server::Backend;
 use axum::Json;
@@ -21,6 +24,8 @@ pub enum BackendError {
     NotBuilt(&'static str),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("cloud: {0}")]
+    Cloud(#[from] gpupool_cloud::CloudError),
 }
 
 /// The config's groups checked without a cloud: against the simulator's
@@ -39,8 +44,12 @@ pub fn offline_specs(config: &Config) -> Result<Vec<GroupSpec>, BackendError> {
     })
 }
 
-/// The backend for `config.cloud`.
-pub fn from_config(config: &Config, clock: Arc<dyn Clock>) -> Result<Backend, BackendError> {
+/// The backend for `config.cloud`, connected. Groups the cloud declares
+/// (AWS launch templates tagged for CA) are added to `config.node_groups`.
+pub async fn from_config(
+    config: &mut Config,
+    clock: Arc<dyn Clock>,
+) -> Result<Backend, BackendError> {
     match config.cloud {
         CloudKind::Sim => {
             let sim = Arc::new(SimCloud::new(config.sim.clone(), clock.clone())?);
@@ -50,6 +59,9 @@ pub fn from_config(config: &Config, clock: Arc<dyn Clock>) -> Result<Backend, Ba
                 extra_routes: Some(sim_routes(sim)),
             })
         }
+        #[cfg(feature = "aws")]
+        CloudKind::Aws => aws::backend(config, clock).await,
+        #[cfg(not(feature = "aws"))]
         CloudKind::Aws => Err(BackendError::NotBuilt("aws")),
         CloudKind::Gcp => Err(BackendError::NotBuilt("gcp")),
         CloudKind::Azure => Err(BackendError::NotBuilt("azure")),
