@@ -798,6 +798,7 @@ impl GroupState {
             purchase: self.spec.purchase,
             count,
             max_spot_price: None,
+            avoid: Vec::new(),
         }
     }
 }

@@ -423,7 +423,11 @@ impl Fleet {
             Work::Create(request) => {
                 let book = self.prices.load();
                 let now = self.clock.now();
-                let filtered = self.unavailable.filter(request.clone(), now);
+                let filtered = self.unavailable.filter(
+                    request.clone(),
+                    &self.specs[index].instance_types,
+                    now,
+                );
                 // The filter forgets cooled-down offerings: the gauge follows.
                 self.metrics
                     .set_offerings_unavailable(self.unavailable.count(now));
@@ -443,11 +447,10 @@ impl Fleet {
                             count: request.count,
                             error,
                         }),
+                        exhausted: Vec::new(),
                     }),
                 };
-                if let Ok(outcome) = &result {
-                    self.note_capacity_error(&request, outcome);
-                }
+                self.note_capacity_error(&request, &self.specs[index].instance_types, &result);
                 match &result {
                     Ok(outcome) => tracing::info!(
                         group = %request.group,
@@ -484,37 +487,53 @@ impl Fleet {
 }
 
 impl Fleet {
-    /// The cloud had no capacity for a whole request: its offerings are
-    /// skipped for a while (the zones it was sent to, at the capacity type
-    /// it preferred; a cloud error does not say which zone ran out).
+    /// The cloud had no capacity: the offerings it named as exhausted are
+    /// skipped for a while, even when others filled the request. When it
+    /// names none and nothing was created, every offering the request could
+    /// use is: the zones it was sent to, for each of the group's `types`,
+    /// at the capacity type it preferred.
     fn note_capacity_error(
         &self,
         request: &gpupool_cloud::CreateRequest,
-        outcome: &gpupool_cloud::CreateOutcome,
+        types: &[String],
+        result: &Result<gpupool_cloud::CreateOutcome, gpupool_cloud::CloudError>,
     ) {
-        let Some(failed) = &outcome.failed else {
-            return;
+        let (error, created) = match result {
+            Ok(outcome) => {
+                for offering in &outcome.exhausted {
+                    self.offering_unavailable(offering.clone(), "out of capacity");
+                }
+                match &outcome.failed {
+                    // The cloud said which offerings ran out.
+                    _ if !outcome.exhausted.is_empty() => return,
+                    Some(failed) => (&failed.error, !outcome.created.is_empty()),
+                    None => return,
+                }
+            }
+            Err(e) => (e, false),
         };
         let ours = [
             offerings::RECENTLY_UNAVAILABLE,
             crate::pricing::cap::PRICE_CAP_EXCEEDED,
         ];
-        if failed.error.class != gpupool_cloud::ErrorClass::OutOfResources
-            || ours.contains(&failed.error.code.as_str())
-            || !outcome.created.is_empty()
+        if error.class != gpupool_cloud::ErrorClass::OutOfResources
+            || ours.contains(&error.code.as_str())
+            || created
         {
             return;
         }
         let capacity = request.purchase.preferred();
-        for zone in &request.zones {
-            self.offering_unavailable(
-                Offering {
-                    instance_type: request.instance_type.clone(),
-                    zone: zone.clone(),
-                    capacity,
-                },
-                &failed.error.code,
-            );
+        for instance_type in types {
+            for zone in &request.zones {
+                self.offering_unavailable(
+                    Offering {
+                        instance_type: instance_type.clone(),
+                        zone: zone.clone(),
+                        capacity,
+                    },
+                    &error.code,
+                );
+            }
         }
     }
 }

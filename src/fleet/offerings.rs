@@ -3,6 +3,7 @@
 //! just said has no capacity. A replacement bought back into the pool that is
 //! being reclaimed would be interrupted in turn.
 
+pub use gpupool_cloud::Offering;
 use gpupool_cloud::{CapacityType, CloudError, CreateRequest, ErrorClass, PurchaseOption};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,24 +16,6 @@ pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(180);
 /// The code of the error a request gets when every offering it could use
 /// is skipped.
 pub const RECENTLY_UNAVAILABLE: &str = "OfferingRecentlyUnavailable";
-
-/// One way to buy an instance.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Offering {
-    pub instance_type: String,
-    pub zone: String,
-    pub capacity: CapacityType,
-}
-
-impl std::fmt::Display for Offering {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {} in {}",
-            self.capacity, self.instance_type, self.zone
-        )
-    }
-}
 
 /// Offerings skipped until a time.
 #[derive(Debug, Default)]
@@ -54,13 +37,17 @@ impl Unavailable {
         self.lock().values().filter(|u| **u > now).count()
     }
 
-    /// The request without the skipped offerings: spot zones left out, and a
-    /// `spot-then-on-demand` request with no spot zone left bought on demand.
-    /// `Err` (out of resources, so CA backs off and tries another group)
-    /// when nothing is left.
+    /// The request without the skipped offerings of `types` (the group's
+    /// instance types): a zone is left out at a capacity type when every
+    /// type is skipped there, a `spot-then-on-demand` request with no spot
+    /// zone left is bought on demand, and the skipped offerings of the zones
+    /// kept are listed in `avoid` for a backend that chooses among the
+    /// types. `Err` (out of resources, so CA backs off and tries another
+    /// group) when nothing is left.
     pub fn filter(
         &self,
         mut request: CreateRequest,
+        types: &[String],
         now: SystemTime,
     ) -> Result<CreateRequest, CloudError> {
         let mut map = self.lock();
@@ -68,18 +55,20 @@ impl Unavailable {
         if map.is_empty() {
             return Ok(request);
         }
-        let skipped = |zone: &str, capacity| {
-            map.contains_key(&Offering {
-                instance_type: request.instance_type.clone(),
-                zone: zone.to_owned(),
-                capacity,
-            })
+        let primary = std::slice::from_ref(&request.instance_type);
+        let types = if types.is_empty() { primary } else { types };
+        let offering = |ty: &str, zone: &str, capacity| Offering {
+            instance_type: ty.to_owned(),
+            zone: zone.to_owned(),
+            capacity,
         };
+        let skipped =
+            |ty: &str, zone: &str, capacity| map.contains_key(&offering(ty, zone, capacity));
         let open = |capacity| -> Vec<String> {
             request
                 .zones
                 .iter()
-                .filter(|z| !skipped(z, capacity))
+                .filter(|z| types.iter().any(|t| !skipped(t, z, capacity)))
                 .cloned()
                 .collect()
         };
@@ -101,22 +90,30 @@ impl Unavailable {
                 format!(
                     "every {} offering of {} in {} was interrupted or out of capacity in the last minutes; skipped until it cools down",
                     request.purchase,
-                    request.instance_type,
+                    types.join(", "),
                     request.zones.join(", ")
                 ),
             ));
         }
-        if purchase != request.purchase || zones.len() != request.zones.len() {
+        let mut avoid: Vec<Offering> = map
+            .keys()
+            .filter(|o| types.contains(&o.instance_type) && request.zones.contains(&o.zone))
+            .cloned()
+            .collect();
+        avoid.sort();
+        if purchase != request.purchase || zones.len() != request.zones.len() || !avoid.is_empty() {
             tracing::info!(
                 group = %request.group,
                 request = %request.request_id,
                 purchase = %purchase,
                 zones = ?zones,
+                avoid = avoid.len(),
                 "skipping recently interrupted or exhausted offerings"
             );
         }
         request.purchase = purchase;
         request.zones = zones;
+        request.avoid = avoid;
         Ok(request)
     }
 
@@ -139,6 +136,7 @@ mod tests {
             purchase,
             count: 1,
             max_spot_price: None,
+            avoid: Vec::new(),
         }
     }
 
@@ -159,11 +157,11 @@ mod tests {
             now + DEFAULT_COOLDOWN,
             "test",
         );
-        let r = u.filter(request(PurchaseOption::Spot), now).unwrap();
+        let r = u.filter(request(PurchaseOption::Spot), &[], now).unwrap();
         assert_eq!(r.zones, vec!["b".to_owned()]);
         assert_eq!(u.count(now), 1);
         let later = now + DEFAULT_COOLDOWN;
-        let r = u.filter(request(PurchaseOption::Spot), later).unwrap();
+        let r = u.filter(request(PurchaseOption::Spot), &[], later).unwrap();
         assert_eq!(r.zones.len(), 2);
         assert_eq!(u.count(later), 0);
     }
@@ -183,12 +181,14 @@ mod tests {
             "test",
         );
         let r = u
-            .filter(request(PurchaseOption::SpotThenOnDemand), now)
+            .filter(request(PurchaseOption::SpotThenOnDemand), &[], now)
             .unwrap();
         assert_eq!(r.purchase, PurchaseOption::OnDemand);
         assert_eq!(r.zones.len(), 2);
         // The on-demand offerings are untouched by spot marks.
-        let r = u.filter(request(PurchaseOption::OnDemand), now).unwrap();
+        let r = u
+            .filter(request(PurchaseOption::OnDemand), &[], now)
+            .unwrap();
         assert_eq!(r.zones.len(), 2);
     }
 
@@ -206,8 +206,40 @@ mod tests {
             now + DEFAULT_COOLDOWN,
             "test",
         );
-        let e = u.filter(request(PurchaseOption::Spot), now).unwrap_err();
+        let e = u
+            .filter(request(PurchaseOption::Spot), &[], now)
+            .unwrap_err();
         assert_eq!(e.class, ErrorClass::OutOfResources);
         assert!(e.message.contains("p5.48xlarge"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_zone_stays_while_another_type_of_the_group_is_open_there() {
+        let now = SystemTime::UNIX_EPOCH;
+        let u = Unavailable::default();
+        u.mark(
+            offering("a", CapacityType::Spot),
+            now + DEFAULT_COOLDOWN,
+            "test",
+        );
+        let types = ["p5.48xlarge".to_owned(), "p5e.48xlarge".to_owned()];
+        let r = u
+            .filter(request(PurchaseOption::Spot), &types, now)
+            .unwrap();
+        assert_eq!(r.zones.len(), 2, "p5e.48xlarge is still open in a");
+        assert_eq!(r.avoid, vec![offering("a", CapacityType::Spot)]);
+        u.mark(
+            Offering {
+                instance_type: "p5e.48xlarge".into(),
+                zone: "a".into(),
+                capacity: CapacityType::Spot,
+            },
+            now + DEFAULT_COOLDOWN,
+            "test",
+        );
+        let r = u
+            .filter(request(PurchaseOption::Spot), &types, now)
+            .unwrap();
+        assert_eq!(r.zones, vec!["b".to_owned()], "both types skipped in a");
     }
 }

@@ -61,7 +61,7 @@ fn node(provider_id: &str) -> NodeRef {
 fn created(instances: Vec<Instance>) -> Result<CreateOutcome, CloudError> {
     Ok(CreateOutcome {
         created: instances,
-        failed: None,
+        ..CreateOutcome::default()
     })
 }
 
@@ -128,6 +128,7 @@ fn requested_members_become_instances_and_failures_keep_their_class() {
             count: 2,
             error: CloudError::out_of_resources("InsufficientSpotCapacity", "none left"),
         }),
+        exhausted: Vec::new(),
     };
     g.create_finished(&r, Ok(outcome));
     assert_eq!(

@@ -359,6 +359,7 @@ fn create(spec: &GroupSpec, purchase: PurchaseOption) -> CreateRequest {
         purchase,
         count: 2,
         max_spot_price: None,
+        avoid: Vec::new(),
     }
 }
 

@@ -5,101 +5,11 @@
 
 mod common;
 
-use aws_sdk_ec2::types::{RequestLaunchTemplateData, ResourceType, Tag, TagSpecification};
-use common::Moto;
-use gpupool_aws::{Ec2Cloud, Ec2Settings, GroupSettings, LaunchTemplate};
-use gpupool_cloud::{
-    CapacityType, Cloud, CreateRequest, GroupId, InstanceId, InstanceState, PurchaseOption,
-    RequestId,
-};
+use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+use common::{Endpoint, Moto, REGION, request, settings, world};
+use gpupool_aws::Ec2Cloud;
+use gpupool_cloud::{CapacityType, Cloud, InstanceId, InstanceState, PurchaseOption, RequestId};
 use std::collections::BTreeMap;
-
-const REGION: &str = "us-east-1";
-
-/// An image, a launch template of it, and the region's default subnets by
-/// zone.
-struct World {
-    image: String,
-    launch_template: String,
-    subnets: BTreeMap<String, String>,
-}
-
-async fn world(moto: &Moto) -> World {
-    let ec2 = moto.ec2(REGION).await;
-    let image = ec2
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .unwrap()
-        .images()[0]
-        .image_id()
-        .unwrap()
-        .to_owned();
-    let lt = ec2
-        .create_launch_template()
-        .launch_template_name("gpu-nodes")
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id(image.clone())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let subnets = ec2
-        .describe_subnets()
-        .send()
-        .await
-        .unwrap()
-        .subnets()
-        .iter()
-        .map(|s| {
-            (
-                s.availability_zone().unwrap().to_owned(),
-                s.subnet_id().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    World {
-        image,
-        launch_template: lt
-            .launch_template()
-            .unwrap()
-            .launch_template_id()
-            .unwrap()
-            .to_owned(),
-        subnets,
-    }
-}
-
-fn settings(world: &World, zones: &[&str]) -> Ec2Settings {
-    let group = GroupSettings {
-        launch_template: LaunchTemplate {
-            id: Some(world.launch_template.clone()),
-            name: None,
-            version: "$Latest".into(),
-        },
-        instance_types: vec!["g6.xlarge".into(), "g6.2xlarge".into()],
-        subnets: zones.iter().map(|z| world.subnets[*z].clone()).collect(),
-    };
-    Ec2Settings {
-        cluster: "prod-east".into(),
-        groups: [(GroupId::new("l4"), group)].into_iter().collect(),
-    }
-}
-
-fn request(id: &str, purchase: PurchaseOption, count: u32) -> CreateRequest {
-    CreateRequest {
-        request_id: RequestId::new(id),
-        group: GroupId::new("l4"),
-        instance_type: "g6.xlarge".into(),
-        zones: vec!["us-east-1a".into(), "us-east-1b".into()],
-        purchase,
-        count,
-        max_spot_price: None,
-    }
-}
 
 #[tokio::test]
 async fn spot_scale_up_is_tagged_and_a_restart_rebuilds_the_fleet_from_describe_instances() {
@@ -295,4 +205,90 @@ async fn the_live_catalog_has_the_gpus_and_the_zones_are_the_regions() {
         zones.contains(&"us-east-1a".to_owned()) && zones.len() >= 3,
         "{zones:?}"
     );
+}
+
+#[tokio::test]
+async fn launch_templates_tagged_for_ca_are_discovered_with_their_instance_type() {
+    use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
+    let moto = Moto::start().await;
+    let ec2 = moto.ec2(REGION).await;
+    let template = |name: &str, tags: &[(&str, &str)]| {
+        let mut spec = TagSpecification::builder().resource_type(ResourceType::LaunchTemplate);
+        for (k, v) in tags {
+            spec = spec.tags(Tag::builder().key(*k).value(*v).build());
+        }
+        ec2.create_launch_template()
+            .launch_template_name(name)
+            .launch_template_data(
+                RequestLaunchTemplateData::builder()
+                    .instance_type(InstanceType::P548xlarge)
+                    .build(),
+            )
+            .tag_specifications(spec.build())
+            .send()
+    };
+    let ours = template(
+        "gpu-p5",
+        &[
+            ("k8s.io/cluster-autoscaler/enabled", "true"),
+            ("k8s.io/cluster-autoscaler/prod-east", "owned"),
+            ("gpupool.dev/max-size", "4"),
+        ],
+    )
+    .await
+    .unwrap();
+    template(
+        "theirs",
+        &[
+            ("k8s.io/cluster-autoscaler/enabled", "true"),
+            ("k8s.io/cluster-autoscaler/staging", "owned"),
+        ],
+    )
+    .await
+    .unwrap();
+    template(
+        "untagged",
+        &[("k8s.io/cluster-autoscaler/prod-east", "owned")],
+    )
+    .await
+    .unwrap();
+
+    let found = gpupool_aws::discover(&moto.connection(), REGION, "prod-east")
+        .await
+        .unwrap();
+    assert_eq!(
+        found.len(),
+        1,
+        "only prod-east's opted-in template: {found:?}"
+    );
+    let t = &found[0];
+    assert_eq!(
+        Some(t.id.as_str()),
+        ours.launch_template().unwrap().launch_template_id()
+    );
+    assert_eq!(t.name, "gpu-p5");
+    assert_eq!(t.version, "$Default");
+    assert_eq!(t.instance_type.as_deref(), Some("p5.48xlarge"));
+    assert_eq!(t.tags["gpupool.dev/max-size"], "4");
+}
+
+#[tokio::test]
+async fn spot_prices_come_per_zone_from_the_spot_price_history() {
+    let moto = Moto::start().await;
+    let prices = gpupool_aws::AwsPrices::connect(&moto.connection(), REGION).await;
+    let spot = prices.spot_prices(&["g6.xlarge".to_owned()]).await.unwrap();
+    assert!(spot.len() >= 3, "one price per zone selling it: {spot:?}");
+    let mut zones: Vec<&str> = spot.iter().filter_map(|p| p.zone.as_deref()).collect();
+    zones.dedup();
+    assert_eq!(zones.len(), spot.len(), "one record per zone, the latest");
+    for p in &spot {
+        assert_eq!(p.instance_type, "g6.xlarge");
+        assert_eq!(p.capacity_type, CapacityType::Spot);
+        assert!(
+            p.zone
+                .as_deref()
+                .is_some_and(|z| z.starts_with("us-east-1"))
+        );
+        assert!(p.usd_per_hour > 0.0);
+    }
 }

@@ -14,7 +14,7 @@ pub use error::{CloudError, ErrorClass};
 pub use ids::{GroupId, InstanceId, ProviderId, RequestId};
 pub use types::{
     Arch, CapacityType, CreateFailure, CreateOutcome, CreateRequest, GpuInfo, Instance,
-    InstanceState, InstanceType, Price, PurchaseOption,
+    InstanceState, InstanceType, Offering, Price, PurchaseOption,
 };
 
 /// A cloud's pricing API: current list prices of instance types in a region,

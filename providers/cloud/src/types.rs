@@ -151,6 +151,25 @@ pub struct Instance {
     pub state_reason: Option<String>,
 }
 
+/// One way to buy an instance: a type, in a zone, at a capacity type (a
+/// spot pool, or an on-demand one).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Offering {
+    pub instance_type: String,
+    pub zone: String,
+    pub capacity: CapacityType,
+}
+
+impl fmt::Display for Offering {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} in {}",
+            self.capacity, self.instance_type, self.zone
+        )
+    }
+}
+
 /// A request to start instances for a group.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CreateRequest {
@@ -165,6 +184,10 @@ pub struct CreateRequest {
     /// cloud has one); `None`: up to the on-demand price.
     #[serde(default)]
     pub max_spot_price: Option<f64>,
+    /// Offerings to leave out (just interrupted, or out of capacity), where
+    /// the backend chooses among several types per zone.
+    #[serde(default)]
+    pub avoid: Vec<Offering>,
 }
 
 /// What a creation request achieved.
@@ -173,6 +196,10 @@ pub struct CreateOutcome {
     pub created: Vec<Instance>,
     /// The part that could not be created, and why.
     pub failed: Option<CreateFailure>,
+    /// The offerings the cloud said are out of capacity, where it says
+    /// (EC2 fleets do, per pool), even when another offering filled the
+    /// request.
+    pub exhausted: Vec<Offering>,
 }
 
 /// Instances of a request that the cloud would not create.

@@ -125,6 +125,7 @@ impl Fleet {
                     .failed
                     .clone()
                     .map(|(count, error)| CreateFailure { count, error }),
+                exhausted: Vec::new(),
             };
         }
         let mut created = Vec::new();
@@ -187,7 +188,11 @@ impl Fleet {
                 failed: failed.as_ref().map(|f| (f.count, f.error.clone())),
             },
         );
-        CreateOutcome { created, failed }
+        CreateOutcome {
+            created,
+            failed,
+            exhausted: Vec::new(),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

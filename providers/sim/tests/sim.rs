@@ -27,6 +27,7 @@ fn request(id: &str, ty: &str, purchase: PurchaseOption, count: u32) -> CreateRe
         purchase,
         count,
         max_spot_price: None,
+        avoid: Vec::new(),
     }
 }
 

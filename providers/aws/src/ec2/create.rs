@@ -9,7 +9,7 @@
 
 use super::Ec2Cloud;
 use super::tags;
-use crate::errors::{classify, classify_code};
+use crate::errors::{OUT_OF_RESOURCES, classify, classify_code};
 use aws_sdk_ec2::types::{
     DefaultTargetCapacityType, FleetLaunchTemplateConfigRequest,
     FleetLaunchTemplateOverridesRequest, FleetLaunchTemplateSpecificationRequest,
@@ -19,7 +19,7 @@ use aws_sdk_ec2::types::{
 };
 use gpupool_cloud::{
     CapacityType, CloudError, CreateFailure, CreateOutcome, CreateRequest, ErrorClass, Instance,
-    InstanceId, InstanceState, PurchaseOption, RequestId,
+    InstanceId, InstanceState, Offering, PurchaseOption, RequestId,
 };
 use std::time::SystemTime;
 
@@ -46,6 +46,7 @@ impl Ec2Cloud {
                 Ok(on_demand) => {
                     outcome.created.extend(on_demand.created);
                     outcome.failed = on_demand.failed;
+                    outcome.exhausted.extend(on_demand.exhausted);
                 }
                 Err(e) => {
                     tracing::warn!(group = %request.group, error = %e, "on-demand fallback failed");
@@ -102,8 +103,17 @@ impl Ec2Cloud {
         };
         let mut config =
             FleetLaunchTemplateConfigRequest::builder().launch_template_specification(spec.build());
+        let mut pools = 0;
         for ty in types {
             for (zone, subnet) in &placements {
+                let avoided = request
+                    .avoid
+                    .iter()
+                    .any(|o| &o.instance_type == ty && &o.zone == zone && o.capacity == capacity);
+                if avoided {
+                    continue;
+                }
+                pools += 1;
                 let mut o = FleetLaunchTemplateOverridesRequest::builder()
                     .instance_type(InstanceType::from(ty.as_str()))
                     .availability_zone(zone);
@@ -117,6 +127,24 @@ impl Ec2Cloud {
                 }
                 config = config.overrides(o.build());
             }
+        }
+        if pools == 0 {
+            return Ok(CreateOutcome {
+                created: Vec::new(),
+                failed: Some(CreateFailure {
+                    count,
+                    error: CloudError::out_of_resources(
+                        "OfferingRecentlyUnavailable",
+                        format!(
+                            "every {capacity} pool of node group {} ({} in {}) was out of capacity or interrupted in the last minutes",
+                            request.group,
+                            types.join(", "),
+                            request.zones.join(", ")
+                        ),
+                    ),
+                }),
+                exhausted: Vec::new(),
+            });
         }
         let mut target =
             TargetCapacitySpecificationRequest::builder().total_target_capacity(count_i32);
@@ -200,10 +228,50 @@ impl Ec2Cloud {
             count: count - made,
             error: fleet_error(answer.errors(), capacity),
         });
+        let exhausted = self.exhausted(answer.errors(), capacity);
         if made > count {
             tracing::warn!(group = %request.group, made, count, "CreateFleet launched more than asked");
         }
-        Ok(CreateOutcome { created, failed })
+        Ok(CreateOutcome {
+            created,
+            failed,
+            exhausted,
+        })
+    }
+
+    /// The pools CreateFleet said have no capacity: each error of an
+    /// out-of-resources code with its type and zone.
+    fn exhausted(
+        &self,
+        errors: &[aws_sdk_ec2::types::CreateFleetError],
+        capacity: CapacityType,
+    ) -> Vec<Offering> {
+        let mut pools: Vec<Offering> = errors
+            .iter()
+            .filter(|e| {
+                e.error_code()
+                    .is_some_and(|c| OUT_OF_RESOURCES.contains(&c))
+            })
+            .filter_map(|e| {
+                let o = e.launch_template_and_overrides()?.overrides()?;
+                let zone = o
+                    .availability_zone()
+                    .map(str::to_owned)
+                    .or_else(|| o.subnet_id().and_then(|s| self.zone_of_subnet(s)))?;
+                Some(Offering {
+                    instance_type: o.instance_type()?.as_str().to_owned(),
+                    zone,
+                    capacity: match e.lifecycle() {
+                        Some(InstanceLifecycle::Spot) => CapacityType::Spot,
+                        Some(InstanceLifecycle::OnDemand) => CapacityType::OnDemand,
+                        _ => capacity,
+                    },
+                })
+            })
+            .collect();
+        pools.sort();
+        pools.dedup();
+        pools
     }
 }
 

@@ -1,85 +1,137 @@
-//! The `moto` EC2 API server, started and stopped per test: a real
-//! implementation of the EC2 query API (from PyPI, put in a venv by
-//! `scripts/test-deps`, which `.ci/run` runs first).
+//! The EC2 servers the tests run against: moto, and the fault layer in
+//! front of it; both reached through the backend's own SDK configuration.
 #![allow(dead_code)]
 
+#[path = "../support/fault.rs"]
+pub mod fault;
+#[path = "../support/moto.rs"]
+mod moto;
+
+pub use fault::{Fault, FaultProxy};
+pub use moto::Moto;
+
+use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use gpupool_aws::sdk::Connection;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use gpupool_aws::{Ec2Settings, GroupSettings, LaunchTemplate};
+use gpupool_cloud::{CreateRequest, GroupId, PurchaseOption, RequestId};
+use std::collections::BTreeMap;
 
-/// How long moto may take to listen (it imports a lot on start).
-const START_LIMIT: Duration = Duration::from_secs(60);
-
-pub struct Moto {
-    child: Child,
-    pub endpoint: String,
-}
-
-fn moto_server() -> PathBuf {
-    let venv = std::env::var_os("GPUPOOL_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/gpupool/venv")
-        });
-    let bin = venv.join("bin/moto_server");
-    assert!(
-        bin.exists(),
-        "{} not found: run scripts/test-deps (or .ci/run) to install moto",
-        bin.display()
-    );
-    bin
-}
-
-impl Moto {
-    pub async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(moto_server())
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server starts");
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                started.elapsed() < START_LIMIT,
-                "moto_server did not listen on {port} within {START_LIMIT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        }
-    }
+/// An EC2 endpoint a test talks to.
+pub trait Endpoint {
+    fn url(&self) -> &str;
 
     /// How the backend reaches it: fixed endpoint, test credentials, no
     /// SDK retries (each answer seen once).
-    pub fn connection(&self) -> Connection {
+    fn connection(&self) -> Connection {
         Connection {
-            endpoint: Some(self.endpoint.clone()),
+            endpoint: Some(self.url().to_owned()),
             static_credentials: true,
             no_retries: true,
         }
     }
 
     /// A raw EC2 client for set-up and for checking what the backend did.
-    pub async fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
+    async fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
         aws_sdk_ec2::Client::new(&self.connection().load(region).await)
     }
 }
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Endpoint for Moto {
+    fn url(&self) -> &str {
+        &self.endpoint
+    }
+}
+
+impl Endpoint for FaultProxy {
+    fn url(&self) -> &str {
+        &self.endpoint
+    }
+}
+
+pub const REGION: &str = "us-east-1";
+
+/// An image, a launch template of it, and the region's default subnets by
+/// zone.
+pub struct World {
+    pub image: String,
+    pub launch_template: String,
+    pub subnets: BTreeMap<String, String>,
+}
+
+pub async fn world(moto: &impl Endpoint) -> World {
+    let ec2 = moto.ec2(REGION).await;
+    let image = ec2
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .unwrap()
+        .images()[0]
+        .image_id()
+        .unwrap()
+        .to_owned();
+    let lt = ec2
+        .create_launch_template()
+        .launch_template_name("gpu-nodes")
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id(image.clone())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let subnets = ec2
+        .describe_subnets()
+        .send()
+        .await
+        .unwrap()
+        .subnets()
+        .iter()
+        .map(|s| {
+            (
+                s.availability_zone().unwrap().to_owned(),
+                s.subnet_id().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    World {
+        image,
+        launch_template: lt
+            .launch_template()
+            .unwrap()
+            .launch_template_id()
+            .unwrap()
+            .to_owned(),
+        subnets,
+    }
+}
+
+pub fn settings(world: &World, zones: &[&str]) -> Ec2Settings {
+    let group = GroupSettings {
+        launch_template: LaunchTemplate {
+            id: Some(world.launch_template.clone()),
+            name: None,
+            version: "$Latest".into(),
+        },
+        instance_types: vec!["g6.xlarge".into(), "g6.2xlarge".into()],
+        subnets: zones.iter().map(|z| world.subnets[*z].clone()).collect(),
+    };
+    Ec2Settings {
+        cluster: "prod-east".into(),
+        groups: [(GroupId::new("l4"), group)].into_iter().collect(),
+    }
+}
+
+pub fn request(id: &str, purchase: PurchaseOption, count: u32) -> CreateRequest {
+    CreateRequest {
+        request_id: RequestId::new(id),
+        group: GroupId::new("l4"),
+        instance_type: "g6.xlarge".into(),
+        zones: vec!["us-east-1a".into(), "us-east-1b".into()],
+        purchase,
+        count,
+        max_spot_price: None,
+        avoid: Vec::new(),
     }
 }
