@@ -515,7 +515,8 @@ fn a_launch_template_tagged_for_ca_declares_a_group() {
 
 #[test]
 fn bad_discovery_tags_name_the_template_and_the_tag() {
-    let cases: &[(&[(&str, &str)], Option<&str>, &str)] = &[
+    type Tags<'a> = &'a [(&'a str, &'a str)];
+    let cases: &[(Tags, Option<&str>, &str)] = &[
         (
             &[],
             Some("p5.48xlarge"),

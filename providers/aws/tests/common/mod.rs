@@ -1,6 +1,6 @@
 //! The EC2 servers the tests run against: moto, and the fault layer in
 //! front of it; both reached through the backend's own SDK configuration.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)] // each test binary uses a different part
 
 #[path = "../support/fault.rs"]
 pub mod fault;

@@ -10,6 +10,7 @@
 //! <Errors><Error>` body, `RequestLimitExceeded`, `InsufficientInstanceCapacity`)
 //! and CreateFleet's response (`errorSet` of `CreateFleetError`: `errorCode`,
 //! `errorMessage`, `lifecycle`, `launchTemplateAndOverrides`).
+#![allow(dead_code)] // each test binary uses a different part
 
 use axum::body::Bytes;
 use axum::extract::State;
