@@ -564,7 +564,9 @@ impl GroupState {
                 InstanceState::Pending | InstanceState::Running => {
                     work.extend(self.arrive(instance));
                 }
-                InstanceState::ShuttingDown | InstanceState::Terminated => {
+                InstanceState::ShuttingDown
+                | InstanceState::Stopped
+                | InstanceState::Terminated => {
                     self.stopped(instance);
                 }
             }
@@ -642,8 +644,9 @@ impl GroupState {
         None
     }
 
-    /// An instance shutting down or terminated. A member stopped by the
-    /// cloud departs: counted until it is terminated (see the module doc).
+    /// An instance shutting down, stopped or terminated. A member stopped
+    /// by the cloud departs: counted until it is terminated (see the module
+    /// doc). One stopped and not terminating is sent a terminate.
     fn stopped(&mut self, instance: Instance) {
         let member = self
             .members
@@ -676,11 +679,13 @@ impl GroupState {
                 self.lower_wants(1);
             }
         } else {
+            // A stopped instance is not on its way out until terminated.
+            let confirmed = instance.state != InstanceState::Stopped;
             self.deleting.insert(
                 instance.id.clone(),
                 Deleting {
                     instance,
-                    confirmed: true,
+                    confirmed,
                     why,
                 },
             );

@@ -496,6 +496,39 @@ fn a_member_the_cloud_stops_departs_and_ca_deleting_it_takes_it_out_at_once() {
 }
 
 #[test]
+fn a_member_the_cloud_stopped_is_terminated_and_counted_until_it_is() {
+    let (mut g, r) = with_live(0, 10, 3);
+    let listed = |i0: InstanceState| {
+        vec![
+            instance("i0", &r, i0),
+            instance("i1", &r, InstanceState::Running),
+            instance("i2", &r, InstanceState::Running),
+        ]
+    };
+    let work = g.reconcile(listed(InstanceState::Stopped), t0());
+    assert!(
+        matches!(work.as_slice(), [Work::Delete(ids)] if ids == &[InstanceId::new("i0")]),
+        "a stopped instance is sent a terminate: {work:?}"
+    );
+    assert_eq!(g.target(), 3, "departing: counted until terminated");
+    // The terminate failed: asked again at the next sync.
+    g.delete_finished(&[InstanceId::new("i0")], false);
+    let work = g.reconcile(listed(InstanceState::Stopped), t0());
+    assert!(matches!(work.as_slice(), [Work::Delete(_)]), "{work:?}");
+    g.delete_finished(&[InstanceId::new("i0")], true);
+    let work = g.reconcile(listed(InstanceState::ShuttingDown), t0());
+    assert!(work.is_empty(), "terminating: nothing more to do: {work:?}");
+    assert_eq!(g.target(), 3);
+    g.reconcile(listed(InstanceState::Terminated), t0());
+    assert_eq!(g.target(), 2, "gone: out of the target");
+    // One found stopped after a restart is ours too: terminated, not counted.
+    let mut fresh = GroupState::new(spec(0, 10), "p");
+    let work = fresh.reconcile(listed(InstanceState::Stopped), t0());
+    assert!(matches!(work.as_slice(), [Work::Delete(_)]), "{work:?}");
+    assert_eq!(fresh.target(), 2);
+}
+
+#[test]
 fn after_a_restart_a_journalled_release_counts_an_instance_found_shutting_down_again() {
     let mut g = GroupState::new(spec(0, 10), "p");
     let r = RequestId::new("r0");

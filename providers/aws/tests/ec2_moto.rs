@@ -166,6 +166,19 @@ async fn on_demand_scale_up_and_deleting_exactly_the_named_instances() {
         );
     }
     assert_eq!(after.len(), 3);
+
+    // One someone stopped is reported stopped (the engine terminates it).
+    let kept = outcome.created[2].id.clone();
+    moto.ec2(REGION)
+        .await
+        .stop_instances()
+        .instance_ids(kept.as_str())
+        .send()
+        .await
+        .unwrap();
+    let listed = cloud.list_instances().await.unwrap();
+    let stopped = listed.iter().find(|i| i.id == kept).unwrap();
+    assert_eq!(stopped.state, InstanceState::Stopped);
 }
 
 #[tokio::test]

@@ -126,6 +126,11 @@ pub enum InstanceState {
     Running,
     /// Being terminated (by us, or by the cloud for a spot interruption).
     ShuttingDown,
+    /// Stopped, or stopping, and not being terminated (a spot instance
+    /// whose interruption behaviour is stop, or one someone stopped): it
+    /// serves nothing and will not come back on its own, so the engine
+    /// terminates it.
+    Stopped,
     /// Gone; may still be listed for a while.
     Terminated,
 }

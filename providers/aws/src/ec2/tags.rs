@@ -59,8 +59,9 @@ pub fn instance(i: &Ec2Instance) -> Option<Instance> {
         Some(InstanceStateName::Pending) => InstanceState::Pending,
         Some(InstanceStateName::Running) => InstanceState::Running,
         Some(InstanceStateName::Terminated) => InstanceState::Terminated,
-        // Stopping and stopped GPU nodes serve nothing: on their way out
-        // (gpupool terminates what the cloud stopped).
+        // A stopped GPU node serves nothing and still costs its volumes:
+        // gpupool terminates it.
+        Some(InstanceStateName::Stopping | InstanceStateName::Stopped) => InstanceState::Stopped,
         _ => InstanceState::ShuttingDown,
     };
     let capacity_type = match i.instance_lifecycle() {
