@@ -431,4 +431,28 @@ async fn ca_scales_aws_groups_through_gpupool_serve() {
     assert_eq!(serve.target("l4").await, 2);
     let (creating, running, _) = census(&after);
     assert_eq!(creating + running, 2);
+    drop(serve);
+
+    // A zone none of a group's subnets is in: refused before serving.
+    let bad = dir.path().join("bad.yaml");
+    let text = config(&faults.endpoint, &subnet_a, &subnet_b).replace(
+        &format!("      subnets: [{subnet_a}]\n"),
+        &format!("      subnets: [{subnet_a}]\n    zones: [us-east-1c]\n"),
+    );
+    assert_ne!(text, config(&faults.endpoint, &subnet_a, &subnet_b));
+    std::fs::write(&bad, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gpupool"))
+        .args(["serve", "--config"])
+        .arg(&bad)
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("node group \"l4-spot\": zones: \"us-east-1c\" has none of the group's subnets (they are in us-east-1a)"),
+        "{stderr}"
+    );
 }

@@ -21,6 +21,10 @@ pub(super) async fn backend(
         key: "aws".into(),
         reason: "required with cloud: aws: at least `cluster`".into(),
     })?;
+    // What needs no cloud is checked before any call, so a typo is named
+    // as the config's, not as an AWS error.
+    aws.validate()?;
+    check_groups(config)?;
     let connection = Connection {
         endpoint: aws.endpoint_url.clone(),
         static_credentials: false,
@@ -29,9 +33,21 @@ pub(super) async fn backend(
     if aws.discover_launch_templates {
         let found = gpupool_aws::discover(&connection, &config.region, &aws.cluster).await?;
         add_discovered(config, found)?;
+        if config.node_groups.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "node_groups".into(),
+                reason: format!(
+                    "none declared, and no launch template in {} is tagged k8s.io/cluster-autoscaler/enabled and k8s.io/cluster-autoscaler/{}",
+                    config.region, aws.cluster
+                ),
+            }
+            .into());
+        }
+        check_groups(config)?;
     }
     let settings = settings(config, &aws.cluster);
     let cloud = Ec2Cloud::connect(&connection, &config.region, settings).await?;
+    zones_from_subnets(config, &cloud)?;
     Ok(Backend {
         cloud: Arc::new(cloud),
         clock,
@@ -45,6 +61,7 @@ fn add_discovered(
     config: &mut Config,
     found: Vec<gpupool_aws::TaggedTemplate>,
 ) -> Result<(), ConfigError> {
+    let declared: Vec<String> = config.node_groups.iter().map(|g| g.id.clone()).collect();
     for t in found {
         let template = DiscoveredTemplate {
             id: t.id,
@@ -55,16 +72,81 @@ fn add_discovered(
         };
         let group = template.node_group()?;
         if config.node_groups.iter().any(|g| g.id == group.id) {
-            return Err(ConfigError::Invalid {
-                key: format!("launch template {} ({})", template.name, template.id),
-                reason: format!(
+            let reason = if declared.contains(&group.id) {
+                format!(
                     "its node group {:?} is also declared in node_groups; drop one of them",
                     group.id
-                ),
+                )
+            } else {
+                format!(
+                    "its node group {:?} is another discovered template's too; give one a gpupool.dev/node-group tag",
+                    group.id
+                )
+            };
+            return Err(ConfigError::Invalid {
+                key: format!("launch template {} ({})", template.name, template.id),
+                reason,
             });
         }
         tracing::info!(group = %group.id, template = %template.name, "node group discovered from launch template tags");
         config.node_groups.push(group);
+    }
+    Ok(())
+}
+
+/// A group's subnets decide its zones: they are its zones when it names
+/// none, and every zone it names must have one of them.
+fn zones_from_subnets(config: &mut Config, cloud: &Ec2Cloud) -> Result<(), ConfigError> {
+    for g in &mut config.node_groups {
+        let Some(aws) = &g.aws else { continue };
+        if aws.subnets.is_empty() {
+            continue;
+        }
+        let mut zones = Vec::new();
+        for (i, s) in aws.subnets.iter().enumerate() {
+            let zone = cloud.zone_of_subnet(s).ok_or_else(|| ConfigError::Group {
+                group: g.id.clone(),
+                key: format!("aws.subnets[{i}]"),
+                reason: format!("EC2 does not know {s:?} in {}", config.region),
+            })?;
+            if !zones.contains(&zone) {
+                zones.push(zone);
+            }
+        }
+        zones.sort();
+        if g.zones.is_empty() {
+            g.zones = zones;
+        } else if let Some(z) = g.zones.iter().find(|z| !zones.contains(z)) {
+            return Err(ConfigError::Group {
+                group: g.id.clone(),
+                key: "zones".into(),
+                reason: format!(
+                    "{z:?} has none of the group's subnets (they are in {})",
+                    zones.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The groups' AWS settings that need no catalog: present, launch template
+/// and subnets well formed.
+fn check_groups(config: &Config) -> Result<(), ConfigError> {
+    for g in &config.node_groups {
+        let group_err = |key: String, reason: String| ConfigError::Group {
+            group: g.id.clone(),
+            key,
+            reason,
+        };
+        let aws = g.aws.as_ref().ok_or_else(|| {
+            group_err(
+                "aws".into(),
+                "required with cloud: aws: the launch template instances start from (aws.launch_template.id or .name)".into(),
+            )
+        })?;
+        aws.validate_shape()
+            .map_err(|(key, reason)| group_err(key, reason))?;
     }
     Ok(())
 }

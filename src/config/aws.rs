@@ -62,7 +62,7 @@ fn default_version() -> String {
 }
 
 impl AwsConfig {
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let c = &self.cluster;
         if c.trim().is_empty() {
             return Err(ConfigError::invalid(
@@ -104,6 +104,13 @@ impl AwsGroupConfig {
         primary: &InstanceType,
         catalog: &[InstanceType],
     ) -> Result<(), (String, String)> {
+        self.validate_shape()?;
+        self.validate_types(primary, catalog)
+    }
+
+    /// What can be checked without a catalog: the launch template and the
+    /// subnets.
+    pub fn validate_shape(&self) -> Result<(), (String, String)> {
         let lt = &self.launch_template;
         match (&lt.id, &lt.name) {
             (Some(_), Some(_)) | (None, None) => {
@@ -141,6 +148,23 @@ impl AwsGroupConfig {
                 format!("{v:?} must be $Default, $Latest or a version number"),
             ));
         }
+        for (i, s) in self.subnets.iter().enumerate() {
+            let key = format!("aws.subnets[{i}]");
+            if !is_aws_id(s, "subnet-") {
+                return Err((key, format!("{s:?} is not a subnet id (subnet-0123abcd)")));
+            }
+            if self.subnets[..i].contains(s) {
+                return Err((key, format!("{s:?} is listed twice")));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_types(
+        &self,
+        primary: &InstanceType,
+        catalog: &[InstanceType],
+    ) -> Result<(), (String, String)> {
         for (i, name) in self.instance_types.iter().enumerate() {
             let key = format!("aws.instance_types[{i}]");
             if self.instance_types[..i].contains(name) {
@@ -170,15 +194,6 @@ impl AwsGroupConfig {
                         primary.memory_mib
                     ),
                 ));
-            }
-        }
-        for (i, s) in self.subnets.iter().enumerate() {
-            let key = format!("aws.subnets[{i}]");
-            if !is_aws_id(s, "subnet-") {
-                return Err((key, format!("{s:?} is not a subnet id (subnet-0123abcd)")));
-            }
-            if self.subnets[..i].contains(s) {
-                return Err((key, format!("{s:?} is listed twice")));
             }
         }
         Ok(())
@@ -298,12 +313,21 @@ impl DiscoveredTemplate {
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let id = match self.tags.get(TAG_NODE_GROUP) {
+            Some(id) => id.clone(),
+            None if super::is_group_id(&self.name) => self.name.clone(),
+            None => {
+                return Err(err(
+                    TAG_NODE_GROUP,
+                    format!(
+                        "missing, and the template's name {:?} is no group id (1-63 of a-z, 0-9 and '-'): set the tag",
+                        self.name
+                    ),
+                ));
+            }
+        };
         Ok(NodeGroupConfig {
-            id: self
-                .tags
-                .get(TAG_NODE_GROUP)
-                .cloned()
-                .unwrap_or_else(|| self.name.clone()),
+            id,
             min_size: size(TAG_MIN_SIZE)?.unwrap_or(0),
             max_size,
             instance_type,

@@ -462,7 +462,11 @@ impl Config {
         }
         let time_zone = parse_tz(&self.time_zone)
             .map_err(|reason| ConfigError::invalid("time_zone", reason))?;
-        if self.node_groups.is_empty() {
+        let discovering = self
+            .aws
+            .as_ref()
+            .is_some_and(|a| a.discover_launch_templates);
+        if self.node_groups.is_empty() && !discovering {
             return Err(ConfigError::invalid(
                 "node_groups",
                 "declare at least one node group",
@@ -839,7 +843,7 @@ impl NodeGroupConfig {
 }
 
 /// A node group id: a DNS label, so it is safe in names, tags and label values.
-fn is_group_id(id: &str) -> bool {
+pub(super) fn is_group_id(id: &str) -> bool {
     let b = id.as_bytes();
     (1..=63).contains(&b.len())
         && b.iter()

@@ -557,3 +557,21 @@ fn bad_discovery_tags_name_the_template_and_the_tag() {
         "{err}"
     );
 }
+
+#[test]
+fn a_config_that_only_discovers_declares_no_groups_and_bad_template_names_are_named() {
+    let yaml = "cloud: aws\nregion: us-east-1\naws: { cluster: prod-east, discover_launch_templates: true }\nnode_groups: []\n";
+    assert!(check_aws(yaml).unwrap().is_empty());
+    let err = check_aws(&yaml.replace(", discover_launch_templates: true", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("declare at least one node group"), "{err}");
+
+    let mut t = template(&[("gpupool.dev/max-size", "2")]);
+    t.name = "GPU_nodes".into();
+    let err = t.node_group().unwrap_err().to_string();
+    assert!(
+        err.contains("tag gpupool.dev/node-group: missing, and the template's name \"GPU_nodes\" is no group id"),
+        "{err}"
+    );
+}

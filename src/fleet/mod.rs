@@ -437,6 +437,12 @@ impl Fleet {
                     Ok(capped) => {
                         let result = self.cloud.create_instances(&capped).await;
                         self.metrics.cloud_call("create_instances", result.is_ok());
+                        // What was asked, as asked: the pools a refusal is about.
+                        self.note_capacity_error(
+                            &capped,
+                            &self.specs[index].instance_types,
+                            &result,
+                        );
                         result
                     }
                     // Refused before asking the cloud: reported like the cloud's
@@ -450,7 +456,6 @@ impl Fleet {
                         exhausted: Vec::new(),
                     }),
                 };
-                self.note_capacity_error(&request, &self.specs[index].instance_types, &result);
                 match &result {
                     Ok(outcome) => tracing::info!(
                         group = %request.group,

@@ -80,8 +80,17 @@ impl Unavailable {
             PurchaseOption::SpotThenOnDemand if spot.is_empty() => {
                 (PurchaseOption::OnDemand, on_demand)
             }
-            // Spot where it is open; the on-demand rest in the group's zones.
-            PurchaseOption::SpotThenOnDemand => (PurchaseOption::SpotThenOnDemand, spot),
+            // Spot where it is open, on demand where that is: the zones of
+            // either, the skipped pools in `avoid`.
+            PurchaseOption::SpotThenOnDemand => {
+                let either = request
+                    .zones
+                    .iter()
+                    .filter(|z| spot.contains(z) || on_demand.contains(z))
+                    .cloned()
+                    .collect();
+                (PurchaseOption::SpotThenOnDemand, either)
+            }
         };
         if zones.is_empty() {
             return Err(CloudError::new(

@@ -55,15 +55,24 @@ async fn spot_then_on_demand_buys_on_demand_what_spot_could_not_fill() {
         "{outcome:?}"
     );
     assert!(outcome.failed.is_none(), "on demand filled the rest");
-    // The pools spot ran out in are reported, so the engine skips them.
+    // The pools spot ran out in are reported, so the engine skips them;
+    // the one that launched is not.
     assert_eq!(
         outcome.exhausted,
         vec![
             spot_pool("g6.2xlarge", "us-east-1a"),
             spot_pool("g6.2xlarge", "us-east-1b"),
-            spot_pool("g6.xlarge", "us-east-1a"),
             spot_pool("g6.xlarge", "us-east-1b"),
         ]
+    );
+    let launched = &outcome
+        .created
+        .iter()
+        .find(|i| i.capacity_type == CapacityType::Spot)
+        .unwrap();
+    assert_eq!(
+        (launched.instance_type.as_str(), launched.zone.as_str()),
+        ("g6.xlarge", "us-east-1a")
     );
     let fleets = faults.seen_of("CreateFleet");
     assert_eq!(fleets.len(), 2, "{fleets:?}");

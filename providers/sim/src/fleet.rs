@@ -290,8 +290,16 @@ fn on_demand_zone(
     request
         .zones
         .iter()
+        .filter(|z| !avoided(request, z, CapacityType::OnDemand))
         .min_by_key(|z| usage.get(*z).map_or(0, |u| u.1))
         .map(|z| (z.clone(), CapacityType::OnDemand))
+}
+
+/// Whether the engine asked to leave this pool of the request's type out.
+fn avoided(request: &CreateRequest, zone: &str, capacity: CapacityType) -> bool {
+    request.avoid.iter().any(|o| {
+        o.instance_type == request.instance_type && o.zone == zone && o.capacity == capacity
+    })
 }
 
 /// The zone with the most free spot capacity, if any is left.
@@ -304,6 +312,7 @@ fn spot_zone(
     request
         .zones
         .iter()
+        .filter(|z| !avoided(request, z, CapacityType::Spot))
         .map(|z| {
             let capacity = config
                 .spot_capacity

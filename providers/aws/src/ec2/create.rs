@@ -32,13 +32,24 @@ impl Ec2Cloud {
             PurchaseOption::OnDemand => CapacityType::OnDemand,
             PurchaseOption::Spot | PurchaseOption::SpotThenOnDemand => CapacityType::Spot,
         };
-        let mut outcome = self
-            .fleet(request, first, request.count, &request.request_id)
-            .await?;
+        let fallback = request.purchase == PurchaseOption::SpotThenOnDemand;
+        let token = client_token(&request.request_id, "");
+        let mut outcome = match self.fleet(request, first, request.count, &token).await {
+            Ok(outcome) => outcome,
+            // Spot refused as a whole (a spot limit): on demand still may.
+            Err(error) if fallback && error.class == ErrorClass::OutOfResources => CreateOutcome {
+                failed: Some(CreateFailure {
+                    count: request.count,
+                    error,
+                }),
+                ..CreateOutcome::default()
+            },
+            Err(error) => return Err(error),
+        };
         let short = outcome.failed.as_ref().map_or(0, |f| f.count);
-        if request.purchase == PurchaseOption::SpotThenOnDemand && short > 0 {
+        if fallback && short > 0 {
             // Its own client token: the spot call's is spent.
-            let token = RequestId::new(format!("{}-od", request.request_id));
+            let token = client_token(&request.request_id, "-od");
             match self
                 .fleet(request, CapacityType::OnDemand, short, &token)
                 .await
@@ -275,6 +286,20 @@ impl Ec2Cloud {
     }
 }
 
+/// EC2's client tokens hold at most 64 ASCII characters; a request id is
+/// `<group>-<16 hex digits>` and a group id up to 63 characters. A longer
+/// one keeps its end (the random part, so still unique), with `suffix`.
+fn client_token(request: &RequestId, suffix: &str) -> RequestId {
+    const MAX: usize = 64;
+    let id = request.as_str();
+    let room = MAX - suffix.len();
+    let start = id.len().saturating_sub(room);
+    let start = (start..=id.len())
+        .find(|i| id.is_char_boundary(*i))
+        .unwrap_or(id.len());
+    RequestId::new(format!("{}{suffix}", &id[start..]))
+}
+
 /// Why a fleet fell short: its most telling error (capacity before the
 /// rest), every distinct one in the message.
 fn fleet_error(
@@ -324,5 +349,32 @@ fn fleet_error(
             "UnfulfillableCapacity",
             format!("CreateFleet {capacity}: fewer instances launched than asked, no error given"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_tokens_fit_ec2s_64_characters_and_stay_unique() {
+        let short = RequestId::new("l4-00000000deadbeef");
+        assert_eq!(client_token(&short, "").as_str(), "l4-00000000deadbeef");
+        assert_eq!(
+            client_token(&short, "-od").as_str(),
+            "l4-00000000deadbeef-od"
+        );
+        let group = "g".repeat(63);
+        let long = RequestId::new(format!("{group}-00000000deadbeef"));
+        for suffix in ["", "-od"] {
+            let token = client_token(&long, suffix);
+            assert_eq!(token.as_str().len(), 64);
+            assert!(
+                token
+                    .as_str()
+                    .ends_with(&format!("-00000000deadbeef{suffix}"))
+            );
+        }
+        assert_ne!(client_token(&long, ""), client_token(&long, "-od"));
     }
 }

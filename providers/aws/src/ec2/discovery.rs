@@ -15,6 +15,9 @@ use std::collections::BTreeMap;
 pub const CA_ENABLED: &str = "k8s.io/cluster-autoscaler/enabled";
 /// The tag naming a template's launch-template version; `$Default` without it.
 pub const VERSION_TAG: &str = "gpupool.dev/launch-template-version";
+/// The tag listing a group's instance types; without it, the type the
+/// template's version names is looked up.
+pub const TYPES_TAG: &str = "gpupool.dev/instance-types";
 /// Bound on paging through DescribeLaunchTemplates.
 const MAX_PAGES: usize = 100;
 
@@ -90,7 +93,18 @@ pub async fn discover(
         }
     }
     for t in &mut found {
-        t.instance_type = instance_type(&client, &t.id, &t.version).await?;
+        if t.tags.contains_key(TYPES_TAG) {
+            continue;
+        }
+        t.instance_type = instance_type(&client, &t.id, &t.version)
+            .await
+            .map_err(|mut e| {
+                e.message = format!(
+                    "launch template {} ({}) version {:?}: {}",
+                    t.name, t.id, t.version, e.message
+                );
+                e
+            })?;
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(found)

@@ -121,7 +121,8 @@ impl Ec2Cloud {
             .collect())
     }
 
-    fn zone_of_subnet(&self, subnet: &str) -> Option<String> {
+    /// The zone of one of the groups' subnets, as EC2 said at connect.
+    pub fn zone_of_subnet(&self, subnet: &str) -> Option<String> {
         self.subnet_zones.get(subnet).cloned()
     }
 

@@ -322,8 +322,14 @@ fn error_xml(code: &str, message: &str) -> String {
     )
 }
 
-/// One `errorSet` item per pool asked.
-fn error_set(form: &[(String, String)], capacity: Option<&str>, code: &str) -> String {
+/// One `errorSet` item per pool asked, but the first `launched_from` ones
+/// (moto launches from a fleet's first override only).
+fn error_set(
+    form: &[(String, String)],
+    capacity: Option<&str>,
+    code: &str,
+    launched_from: usize,
+) -> String {
     let field = |k: &str| {
         form.iter()
             .find(|(key, _)| key == k)
@@ -334,7 +340,7 @@ fn error_set(form: &[(String, String)], capacity: Option<&str>, code: &str) -> S
     let version = field("LaunchTemplateConfigs.1.LaunchTemplateSpecification.Version");
     let lifecycle = capacity.unwrap_or("on-demand");
     let mut items = String::new();
-    for (ty, zone) in overrides(form) {
+    for (ty, zone) in overrides(form).into_iter().skip(launched_from) {
         items.push_str(&format!(
             "<item><launchTemplateAndOverrides><launchTemplateSpecification><launchTemplateId>{template}</launchTemplateId><version>{version}</version></launchTemplateSpecification><overrides><instanceType>{ty}</instanceType><availabilityZone>{zone}</availabilityZone></overrides></launchTemplateAndOverrides><lifecycle>{lifecycle}</lifecycle><errorCode>{code}</errorCode><errorMessage>We currently do not have sufficient {ty} capacity in the Availability Zone you requested ({zone}). Our system will be working on provisioning additional capacity.</errorMessage></item>"
         ));
@@ -346,13 +352,13 @@ fn error_set(form: &[(String, String)], capacity: Option<&str>, code: &str) -> S
 fn empty_fleet(form: &[(String, String)], capacity: Option<&str>, code: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CreateFleetResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>5e2a3b4c-fault</requestId><fleetId>fleet-0123456789abcdef0</fleetId>{}<fleetInstanceSet/></CreateFleetResponse>",
-        error_set(form, capacity, code)
+        error_set(form, capacity, code, 0)
     )
 }
 
 /// Moto's answer with the pools' errors added.
 fn add_errors(text: &str, form: &[(String, String)], capacity: Option<&str>, code: &str) -> String {
-    let set = error_set(form, capacity, code);
+    let set = error_set(form, capacity, code, 1);
     match text.rfind("</CreateFleetResponse>") {
         Some(at) => format!("{}{set}{}", &text[..at], &text[at..]),
         None => text.to_owned(),

@@ -33,32 +33,51 @@ fn moto_server() -> PathBuf {
 }
 
 impl Moto {
+    /// Starts moto on a free port. The port is free when picked but can be
+    /// taken before moto binds it (tests run in parallel): moto then exits,
+    /// and it is started again on another.
     pub async fn start() -> Self {
+        for _ in 0..5 {
+            if let Some(moto) = Self::try_start().await {
+                return moto;
+            }
+        }
+        panic!("moto_server exited on five ports in a row");
+    }
+
+    async fn try_start() -> Option<Self> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let child = Command::new(moto_server())
+        let mut child = Command::new(moto_server())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server starts");
         let started = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
+        loop {
+            let listening = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok();
+            // Exited: the port was taken (whoever listens there is not it).
+            if child.try_wait().expect("moto_server's status").is_some() {
+                return None;
+            }
+            if listening {
+                break;
+            }
             assert!(
                 started.elapsed() < START_LIMIT,
                 "moto_server did not listen on {port} within {START_LIMIT:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Self {
+        Some(Self {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
-        }
+        })
     }
 }
 
