@@ -14,16 +14,12 @@ mod fault;
 #[path = "../providers/aws/tests/support/moto.rs"]
 mod moto;
 
-use common::{Client, census, connect, error_of};
+use common::{Client, census, connect, error_of, eventually, group_nodes, target_size};
 use fault::{Fault, FaultProxy};
 use gpupool::proto::*;
 use moto::Moto;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// How long the cloud work of one gRPC call may take to show.
-const SHOW_LIMIT: Duration = Duration::from_secs(60);
 
 /// One EC2 query-protocol call for set-up, straight to moto.
 async fn ec2(endpoint: &str, params: &[(&str, &str)]) -> String {
@@ -196,29 +192,19 @@ impl Serve {
             .refresh(RefreshRequest {})
             .await
             .expect("refresh");
-        self.client
-            .node_group_nodes(NodeGroupNodesRequest { id: id.into() })
-            .await
-            .expect("nodes")
-            .into_inner()
-            .instances
+        group_nodes(&mut self.client, id).await
     }
 
     /// The group's instances once `done` holds of them (Refresh between
-    /// looks), or a panic naming what was last seen.
+    /// looks).
     async fn nodes_when(&mut self, id: &str, done: impl Fn(&[Instance]) -> bool) -> Vec<Instance> {
-        let started = Instant::now();
-        loop {
-            let nodes = self.nodes(id).await;
-            if done(&nodes) {
-                return nodes;
-            }
-            assert!(
-                started.elapsed() < SHOW_LIMIT,
-                "group {id} never got there: {nodes:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let mut nodes = Vec::new();
+        eventually(&format!("group {id} to get there"), async || {
+            nodes = self.nodes(id).await;
+            done(&nodes)
+        })
+        .await;
+        nodes
     }
 
     async fn increase(&mut self, id: &str, delta: i32) {
@@ -232,12 +218,7 @@ impl Serve {
     }
 
     async fn target(&mut self, id: &str) -> i32 {
-        self.client
-            .node_group_target_size(NodeGroupTargetSizeRequest { id: id.into() })
-            .await
-            .expect("target")
-            .into_inner()
-            .target_size
+        target_size(&mut self.client, id).await
     }
 }
 
@@ -374,8 +355,7 @@ async fn ca_scales_aws_groups_through_gpupool_serve() {
         .unwrap();
     assert_eq!(serve.target("l4").await, 2);
     let instance_id = doomed.rsplit('/').next().unwrap().to_owned();
-    let started = Instant::now();
-    loop {
+    eventually("the named instance terminated", async || {
         let described = ec2(
             &moto.endpoint,
             &[
@@ -384,17 +364,10 @@ async fn ca_scales_aws_groups_through_gpupool_serve() {
             ],
         )
         .await;
-        if described.contains("<name>terminated</name>")
+        described.contains("<name>terminated</name>")
             || described.contains("<name>shutting-down</name>")
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < SHOW_LIMIT,
-            "never terminated: {described}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     assert_eq!(faults.seen_of("TerminateInstances").len(), 1);
     let running = ec2(
         &moto.endpoint,

@@ -30,16 +30,6 @@ fn yaml(kubeconfig: &std::path::Path) -> String {
 }
 
 /// Waits (bounded) until `f` holds; the server works on its own tasks.
-async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    for _ in 0..1000 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("never: {what}");
-}
-
 fn series(metrics: &str, name: &str) -> Option<f64> {
     metrics
         .lines()

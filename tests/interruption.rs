@@ -216,16 +216,6 @@ async fn min_size(run: &mut Run) -> i32 {
 }
 
 /// Waits (bounded) until `f` holds; the server works in its own tasks.
-async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    for _ in 0..2000 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("never: {what}");
-}
-
 /// One loop of the CA model with `pending` evicted pods waiting for a node.
 async fn ca_step(rig: &Rig, run: &mut Run, ca: &mut Ca, pending: i32) -> CaLoop {
     ca.run_once(&mut run.client, &rig.kube, rig.clock.now(), pending)

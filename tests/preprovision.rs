@@ -45,16 +45,6 @@ node_groups:
 }
 
 /// Waits (bounded) until `f` holds; the server evaluates on its own timer.
-async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    for _ in 0..1000 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("never: {what}");
-}
-
 async fn group(h: &mut Harness) -> NodeGroup {
     h.client
         .node_groups(NodeGroupsRequest {})

@@ -85,16 +85,6 @@ impl Hook {
     }
 }
 
-async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    for _ in 0..500 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("never: {what}");
-}
-
 fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(format!("tests/fixtures/sns/{name}")).unwrap())
         .unwrap()

@@ -2,7 +2,7 @@
 //! config, and the groups of launch templates tagged for CA.
 
 use super::BackendError;
-use crate::config::{Config, ConfigError, DiscoveredTemplate};
+use crate::config::{Config, ConfigError, DiscoveredTemplate, NodeGroupConfig};
 use crate::server::Backend;
 use gpupool_aws::sdk::Connection;
 use gpupool_aws::{Ec2Cloud, Ec2Settings, GroupSettings, LaunchTemplate};
@@ -55,13 +55,13 @@ pub(super) async fn backend(
     })
 }
 
-/// The discovered templates' groups added to the config's; a group both
-/// declared and discovered is an error, not a silent winner.
+/// The discovered templates' groups added to the config's, all or none; a
+/// group both declared and discovered is an error, not a silent winner.
 fn add_discovered(
     config: &mut Config,
     found: Vec<gpupool_aws::TaggedTemplate>,
 ) -> Result<(), ConfigError> {
-    let declared: Vec<String> = config.node_groups.iter().map(|g| g.id.clone()).collect();
+    let mut discovered: Vec<NodeGroupConfig> = Vec::new();
     for t in found {
         let template = DiscoveredTemplate {
             id: t.id,
@@ -71,33 +71,31 @@ fn add_discovered(
             tags: t.tags,
         };
         let group = template.node_group()?;
+        let clash = |why: &str| ConfigError::Invalid {
+            key: format!("launch template {} ({})", template.name, template.id),
+            reason: format!("its node group {:?} {why}", group.id),
+        };
         if config.node_groups.iter().any(|g| g.id == group.id) {
-            let reason = if declared.contains(&group.id) {
-                format!(
-                    "its node group {:?} is also declared in node_groups; drop one of them",
-                    group.id
-                )
-            } else {
-                format!(
-                    "its node group {:?} is another discovered template's too; give one a gpupool.dev/node-group tag",
-                    group.id
-                )
-            };
-            return Err(ConfigError::Invalid {
-                key: format!("launch template {} ({})", template.name, template.id),
-                reason,
-            });
+            return Err(clash("is also declared in node_groups; drop one of them"));
+        }
+        if discovered.iter().any(|g| g.id == group.id) {
+            return Err(clash(
+                "is another discovered template's too; give one a gpupool.dev/node-group tag",
+            ));
         }
         tracing::info!(group = %group.id, template = %template.name, "node group discovered from launch template tags");
-        config.node_groups.push(group);
+        discovered.push(group);
     }
+    config.node_groups.extend(discovered);
     Ok(())
 }
 
 /// A group's subnets decide its zones: they are its zones when it names
-/// none, and every zone it names must have one of them.
+/// none, and every zone it names must have one of them. All groups are
+/// checked before any is changed.
 fn zones_from_subnets(config: &mut Config, cloud: &Ec2Cloud) -> Result<(), ConfigError> {
-    for g in &mut config.node_groups {
+    let mut derived = Vec::new();
+    for (index, g) in config.node_groups.iter().enumerate() {
         let Some(aws) = &g.aws else { continue };
         if aws.subnets.is_empty() {
             continue;
@@ -115,7 +113,7 @@ fn zones_from_subnets(config: &mut Config, cloud: &Ec2Cloud) -> Result<(), Confi
         }
         zones.sort();
         if g.zones.is_empty() {
-            g.zones = zones;
+            derived.push((index, zones));
         } else if let Some(z) = g.zones.iter().find(|z| !zones.contains(z)) {
             return Err(ConfigError::Group {
                 group: g.id.clone(),
@@ -126,6 +124,9 @@ fn zones_from_subnets(config: &mut Config, cloud: &Ec2Cloud) -> Result<(), Confi
                 ),
             });
         }
+    }
+    for (index, zones) in derived {
+        config.node_groups[index].zones = zones;
     }
     Ok(())
 }
@@ -176,5 +177,19 @@ fn settings(config: &Config, cluster: &str) -> Ec2Settings {
     Ec2Settings {
         cluster: cluster.to_owned(),
         groups,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::aws::{TAG_INSTANCE_TYPES, TAG_VERSION};
+    use gpupool_aws::ec2::discovery::{TYPES_TAG, VERSION_TAG};
+
+    #[test]
+    fn the_config_reads_the_tags_discovery_looks_at() {
+        // Discovery skips the version lookup when the types tag is set,
+        // and reads the version from its tag: the same keys as the config's.
+        assert_eq!(TAG_INSTANCE_TYPES, TYPES_TAG);
+        assert_eq!(TAG_VERSION, VERSION_TAG);
     }
 }

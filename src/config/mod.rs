@@ -5,7 +5,7 @@
 //! once, here, into [`GroupAnnotations`]; nothing else sees a raw annotation.
 
 mod annotations;
-mod aws;
+pub(crate) mod aws;
 mod interruption;
 
 pub use annotations::{

@@ -157,15 +157,23 @@ mod tests {
         }
     }
 
+    /// Spot p5.48xlarge skipped in `zones` from `now` on.
+    fn spot_out(zones: &[&str], now: SystemTime) -> Unavailable {
+        let u = Unavailable::default();
+        for z in zones {
+            u.mark(
+                offering(z, CapacityType::Spot),
+                now + DEFAULT_COOLDOWN,
+                "test",
+            );
+        }
+        u
+    }
+
     #[test]
     fn an_interrupted_spot_zone_is_left_out_until_it_cools_down() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        let u = Unavailable::default();
-        u.mark(
-            offering("a", CapacityType::Spot),
-            now + DEFAULT_COOLDOWN,
-            "test",
-        );
+        let u = spot_out(&["a"], now);
         let r = u.filter(request(PurchaseOption::Spot), &[], now).unwrap();
         assert_eq!(r.zones, vec!["b".to_owned()]);
         assert_eq!(u.count(now), 1);
@@ -178,17 +186,7 @@ mod tests {
     #[test]
     fn spot_then_on_demand_falls_back_to_on_demand_when_no_spot_zone_is_left() {
         let now = SystemTime::UNIX_EPOCH;
-        let u = Unavailable::default();
-        u.mark(
-            offering("a", CapacityType::Spot),
-            now + DEFAULT_COOLDOWN,
-            "test",
-        );
-        u.mark(
-            offering("b", CapacityType::Spot),
-            now + DEFAULT_COOLDOWN,
-            "test",
-        );
+        let u = spot_out(&["a", "b"], now);
         let r = u
             .filter(request(PurchaseOption::SpotThenOnDemand), &[], now)
             .unwrap();
@@ -204,17 +202,7 @@ mod tests {
     #[test]
     fn a_spot_group_with_nothing_left_gets_an_out_of_resources_error_for_ca() {
         let now = SystemTime::UNIX_EPOCH;
-        let u = Unavailable::default();
-        u.mark(
-            offering("a", CapacityType::Spot),
-            now + DEFAULT_COOLDOWN,
-            "test",
-        );
-        u.mark(
-            offering("b", CapacityType::Spot),
-            now + DEFAULT_COOLDOWN,
-            "test",
-        );
+        let u = spot_out(&["a", "b"], now);
         let e = u
             .filter(request(PurchaseOption::Spot), &[], now)
             .unwrap_err();
@@ -225,12 +213,7 @@ mod tests {
     #[test]
     fn a_zone_stays_while_another_type_of_the_group_is_open_there() {
         let now = SystemTime::UNIX_EPOCH;
-        let u = Unavailable::default();
-        u.mark(
-            offering("a", CapacityType::Spot),
-            now + DEFAULT_COOLDOWN,
-            "test",
-        );
+        let u = spot_out(&["a"], now);
         let types = ["p5.48xlarge".to_owned(), "p5e.48xlarge".to_owned()];
         let r = u
             .filter(request(PurchaseOption::Spot), &types, now)
@@ -250,5 +233,21 @@ mod tests {
             .filter(request(PurchaseOption::Spot), &types, now)
             .unwrap();
         assert_eq!(r.zones, vec!["b".to_owned()], "both types skipped in a");
+    }
+
+    #[test]
+    fn spot_then_on_demand_keeps_a_zone_where_only_spot_ran_out_for_its_on_demand_part() {
+        let now = SystemTime::UNIX_EPOCH;
+        let u = spot_out(&["a"], now);
+        let r = u
+            .filter(request(PurchaseOption::SpotThenOnDemand), &[], now)
+            .unwrap();
+        assert_eq!(r.purchase, PurchaseOption::SpotThenOnDemand);
+        assert_eq!(r.zones, vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(
+            r.avoid,
+            vec![offering("a", CapacityType::Spot)],
+            "spot in a is left out, on demand in a is not"
+        );
     }
 }

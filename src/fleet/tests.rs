@@ -65,6 +65,15 @@ fn created(instances: Vec<Instance>) -> Result<CreateOutcome, CloudError> {
     })
 }
 
+/// A listing of i0 (in `i0`'s state) and i1, i2 running, all of `r`.
+fn three_listed(r: &RequestId, i0: InstanceState) -> Vec<Instance> {
+    vec![
+        instance("i0", r, i0),
+        instance("i1", r, InstanceState::Running),
+        instance("i2", r, InstanceState::Running),
+    ]
+}
+
 /// A group with `n` live instances from request "r0".
 fn with_live(min: u32, max: u32, n: u32) -> (GroupState, RequestId) {
     let mut g = GroupState::new(spec(min, max), "p");
@@ -454,13 +463,7 @@ fn cas_scale_up_answers_the_replacement_and_a_release_departs_until_the_cloud_re
     // Releasing again (a resumed operation) does nothing more.
     assert_eq!(g.release("p:///z/i0"), Release::AlreadyGoing);
     assert_eq!(g.target(), 4);
-    let listed = |i0: InstanceState| {
-        vec![
-            instance("i0", &r, i0),
-            instance("i1", &r, InstanceState::Running),
-            instance("i2", &r, InstanceState::Running),
-        ]
-    };
+    let listed = |i0| three_listed(&r, i0);
     g.reconcile(listed(InstanceState::ShuttingDown), t0());
     assert_eq!(
         g.target(),
@@ -475,13 +478,7 @@ fn cas_scale_up_answers_the_replacement_and_a_release_departs_until_the_cloud_re
 #[test]
 fn a_member_the_cloud_stops_departs_and_ca_deleting_it_takes_it_out_at_once() {
     let (mut g, r) = with_live(0, 10, 3);
-    let listed = |i0: InstanceState| {
-        vec![
-            instance("i0", &r, i0),
-            instance("i1", &r, InstanceState::Running),
-            instance("i2", &r, InstanceState::Running),
-        ]
-    };
+    let listed = |i0| three_listed(&r, i0);
     g.reconcile(listed(InstanceState::ShuttingDown), t0());
     assert_eq!(g.target(), 3, "reported deleting, still counted");
     assert_eq!(g.members().len(), 2);
@@ -498,13 +495,7 @@ fn a_member_the_cloud_stops_departs_and_ca_deleting_it_takes_it_out_at_once() {
 #[test]
 fn a_member_the_cloud_stopped_is_terminated_and_counted_until_it_is() {
     let (mut g, r) = with_live(0, 10, 3);
-    let listed = |i0: InstanceState| {
-        vec![
-            instance("i0", &r, i0),
-            instance("i1", &r, InstanceState::Running),
-            instance("i2", &r, InstanceState::Running),
-        ]
-    };
+    let listed = |i0| three_listed(&r, i0);
     let work = g.reconcile(listed(InstanceState::Stopped), t0());
     assert!(
         matches!(work.as_slice(), [Work::Delete(ids)] if ids == &[InstanceId::new("i0")]),

@@ -78,21 +78,11 @@ impl Harness {
     }
 
     pub async fn target(&mut self, id: &str) -> i32 {
-        self.client
-            .node_group_target_size(NodeGroupTargetSizeRequest { id: id.into() })
-            .await
-            .expect("target size")
-            .into_inner()
-            .target_size
+        target_size(&mut self.client, id).await
     }
 
     pub async fn nodes(&mut self, id: &str) -> Vec<Instance> {
-        self.client
-            .node_group_nodes(NodeGroupNodesRequest { id: id.into() })
-            .await
-            .expect("nodes")
-            .into_inner()
-            .instances
+        group_nodes(&mut self.client, id).await
     }
 
     pub async fn increase(&mut self, id: &str, delta: i32) -> Result<(), tonic::Status> {
@@ -118,6 +108,26 @@ impl Harness {
     pub async fn stop(self) {
         self.server.shutdown().await;
     }
+}
+
+/// A group's target size, as CA asks it.
+pub async fn target_size(client: &mut Client, id: &str) -> i32 {
+    client
+        .node_group_target_size(NodeGroupTargetSizeRequest { id: id.into() })
+        .await
+        .expect("target size")
+        .into_inner()
+        .target_size
+}
+
+/// A group's instances, as CA asks them.
+pub async fn group_nodes(client: &mut Client, id: &str) -> Vec<Instance> {
+    client
+        .node_group_nodes(NodeGroupNodesRequest { id: id.into() })
+        .await
+        .expect("nodes")
+        .into_inner()
+        .instances
 }
 
 pub async fn connect(addr: std::net::SocketAddr) -> Client {
@@ -170,6 +180,19 @@ pub fn assert_status<T: std::fmt::Debug>(
         "{:?} does not contain {message_part:?}",
         status.message()
     );
+}
+
+/// Longest a test waits for something the server does in the background.
+pub const EVENTUALLY_LIMIT: Duration = Duration::from_secs(30);
+
+/// Waits until `f` holds, looking again every 10 ms; panics naming `what`
+/// after [`EVENTUALLY_LIMIT`].
+pub async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !f().await {
+        assert!(started.elapsed() < EVENTUALLY_LIMIT, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A plain HTTP/1.1 GET or POST on loopback: (status, body).

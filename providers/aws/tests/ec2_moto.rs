@@ -6,8 +6,7 @@
 mod common;
 
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
-use common::{Endpoint, Moto, REGION, request, settings, world};
-use gpupool_aws::Ec2Cloud;
+use common::{Endpoint, Moto, REGION, connect, request, world};
 use gpupool_cloud::{CapacityType, Cloud, InstanceId, InstanceState, PurchaseOption, RequestId};
 use std::collections::BTreeMap;
 
@@ -15,13 +14,7 @@ use std::collections::BTreeMap;
 async fn spot_scale_up_is_tagged_and_a_restart_rebuilds_the_fleet_from_describe_instances() {
     let moto = Moto::start().await;
     let world = world(&moto).await;
-    let cloud = Ec2Cloud::connect(
-        &moto.connection(),
-        REGION,
-        settings(&world, &["us-east-1a", "us-east-1b"]),
-    )
-    .await
-    .unwrap();
+    let cloud = connect(&moto, &world, &["us-east-1a", "us-east-1b"]).await;
     let outcome = cloud
         .create_instances(&request("l4-r1", PurchaseOption::Spot, 3))
         .await
@@ -65,13 +58,7 @@ async fn spot_scale_up_is_tagged_and_a_restart_rebuilds_the_fleet_from_describe_
         .unwrap();
 
     // A restarted process knows nothing but what DescribeInstances says.
-    let restarted = Ec2Cloud::connect(
-        &moto.connection(),
-        REGION,
-        settings(&world, &["us-east-1a", "us-east-1b"]),
-    )
-    .await
-    .unwrap();
+    let restarted = connect(&moto, &world, &["us-east-1a", "us-east-1b"]).await;
     let mut listed = restarted.list_instances().await.unwrap();
     listed.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
     let mut created = outcome.created.clone();
@@ -123,13 +110,7 @@ async fn spot_scale_up_is_tagged_and_a_restart_rebuilds_the_fleet_from_describe_
 async fn on_demand_scale_up_and_deleting_exactly_the_named_instances() {
     let moto = Moto::start().await;
     let world = world(&moto).await;
-    let cloud = Ec2Cloud::connect(
-        &moto.connection(),
-        REGION,
-        settings(&world, &["us-east-1a"]),
-    )
-    .await
-    .unwrap();
+    let cloud = connect(&moto, &world, &["us-east-1a"]).await;
     let outcome = cloud
         .create_instances(&request("l4-r2", PurchaseOption::OnDemand, 3))
         .await
@@ -185,13 +166,7 @@ async fn on_demand_scale_up_and_deleting_exactly_the_named_instances() {
 async fn the_live_catalog_has_the_gpus_and_the_zones_are_the_regions() {
     let moto = Moto::start().await;
     let world = world(&moto).await;
-    let cloud = Ec2Cloud::connect(
-        &moto.connection(),
-        REGION,
-        settings(&world, &["us-east-1a"]),
-    )
-    .await
-    .unwrap();
+    let cloud = connect(&moto, &world, &["us-east-1a"]).await;
     let catalog = cloud.instance_types().await.unwrap();
     let p5 = catalog
         .iter()

@@ -372,3 +372,33 @@ async fn bad_requests_and_config_are_refused_with_reasons() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn pools_the_engine_avoids_are_left_out_spot_and_on_demand_apart() {
+    let cloud = SimCloud::new(config(), Arc::new(clock())).unwrap();
+    let pool = |zone: &str, capacity| gpupool_cloud::Offering {
+        instance_type: "gpu-1x-l4".into(),
+        zone: zone.into(),
+        capacity,
+    };
+    let mut spot = request("r1", "gpu-1x-l4", PurchaseOption::Spot, 4);
+    spot.avoid = vec![pool("sim-east-1a", CapacityType::Spot)];
+    let out = cloud.create_instances(&spot).await.unwrap();
+    assert_eq!(out.created.len(), 4);
+    assert!(
+        out.created.iter().all(|i| i.zone == "sim-east-1b"),
+        "{out:?}"
+    );
+    // On-demand pools apart: spot avoided in a says nothing of on demand.
+    let mut on_demand = request("r2", "gpu-1x-l4", PurchaseOption::OnDemand, 4);
+    on_demand.avoid = vec![
+        pool("sim-east-1a", CapacityType::Spot),
+        pool("sim-east-1b", CapacityType::OnDemand),
+    ];
+    let out = cloud.create_instances(&on_demand).await.unwrap();
+    assert_eq!(out.created.len(), 4);
+    assert!(
+        out.created.iter().all(|i| i.zone == "sim-east-1a"),
+        "{out:?}"
+    );
+}

@@ -12,7 +12,7 @@ pub use moto::Moto;
 
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use gpupool_aws::sdk::Connection;
-use gpupool_aws::{Ec2Settings, GroupSettings, LaunchTemplate};
+use gpupool_aws::{Ec2Cloud, Ec2Settings, GroupSettings, LaunchTemplate};
 use gpupool_cloud::{CreateRequest, GroupId, PurchaseOption, RequestId};
 use std::collections::BTreeMap;
 
@@ -105,6 +105,13 @@ pub async fn world(moto: &impl Endpoint) -> World {
             .to_owned(),
         subnets,
     }
+}
+
+/// The backend for the world's group in `zones`, as a test reaches it.
+pub async fn connect(endpoint: &impl Endpoint, world: &World, zones: &[&str]) -> Ec2Cloud {
+    Ec2Cloud::connect(&endpoint.connection(), REGION, settings(world, zones))
+        .await
+        .expect("the backend connects")
 }
 
 pub fn settings(world: &World, zones: &[&str]) -> Ec2Settings {
