@@ -9,6 +9,7 @@ mod errors;
 mod skus;
 
 use crate::machines::MachineShape;
+use crate::sdk::Connection;
 use google_cloud_billing_v1::client::CloudCatalog;
 use gpupool_cloud::{CapacityType, CloudError, Price, PriceSource};
 use skus::{Part, Rates};
@@ -45,21 +46,24 @@ impl CatalogPrices {
         region: &str,
         shapes: Vec<MachineShape>,
     ) -> Result<Self, CloudError> {
-        use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
-        // Transient failures are retried briefly; the engine's next refresh
-        // is the real retry, with the last good prices kept meanwhile.
-        let mut builder = CloudCatalog::builder().with_retry_policy(
-            Aip194Strict
-                .with_attempt_limit(3)
-                .with_time_limit(std::time::Duration::from_secs(30)),
-        );
-        if let Some(endpoint) = endpoint {
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build())
-                .with_retry_policy(Aip194Strict.with_attempt_limit(1));
-        }
-        let client = builder
+        let connection = Connection {
+            endpoint: endpoint.map(str::to_owned),
+            anonymous: endpoint.is_some(),
+            no_retries: endpoint.is_some(),
+        };
+        Self::connect_with(&connection, region, shapes).await
+    }
+
+    /// A client reached through `connection`. Transient failures are
+    /// retried briefly; the engine's next refresh is the real retry, with
+    /// the last good prices kept meanwhile.
+    pub async fn connect_with(
+        connection: &Connection,
+        region: &str,
+        shapes: Vec<MachineShape>,
+    ) -> Result<Self, CloudError> {
+        let client = connection
+            .configure(CloudCatalog::builder())
             .build()
             .await
             .map_err(|e| CloudError::other("CloudBillingClient", e.to_string()))?;
