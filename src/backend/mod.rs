@@ -3,6 +3,8 @@
 
 #[cfg(feature = "aws")]
 mod aws;
+#[cfg(feature = "gcp")]
+mod gcp;
 
 use crate::config::{CloudKind, Config, ConfigError, GroupSpec};
 use crate::server::Backend;
@@ -45,7 +47,8 @@ pub fn offline_specs(config: &Config) -> Result<Vec<GroupSpec>, BackendError> {
 }
 
 /// The backend for `config.cloud`, connected. Groups the cloud declares
-/// (AWS launch templates tagged for CA) are added to `config.node_groups`.
+/// (AWS launch templates tagged for CA, GCP instance templates labelled
+/// for the cluster) are added to `config.node_groups`.
 pub async fn from_config(
     config: &mut Config,
     clock: Arc<dyn Clock>,
@@ -63,6 +66,9 @@ pub async fn from_config(
         CloudKind::Aws => aws::backend(config, clock).await,
         #[cfg(not(feature = "aws"))]
         CloudKind::Aws => Err(BackendError::NotBuilt("aws")),
+        #[cfg(feature = "gcp")]
+        CloudKind::Gcp => gcp::backend(config, clock).await,
+        #[cfg(not(feature = "gcp"))]
         CloudKind::Gcp => Err(BackendError::NotBuilt("gcp")),
         CloudKind::Azure => Err(BackendError::NotBuilt("azure")),
     }

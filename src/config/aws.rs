@@ -165,51 +165,63 @@ impl AwsGroupConfig {
         primary: &InstanceType,
         catalog: &[InstanceType],
     ) -> Result<(), (String, String)> {
-        for (i, name) in self.instance_types.iter().enumerate() {
-            let key = format!("aws.instance_types[{i}]");
-            if self.instance_types[..i].contains(name) {
-                return Err((key, format!("{name:?} is listed twice")));
-            }
-            let ty = catalog.iter().find(|t| &t.name == name).ok_or_else(|| {
-                (
-                    key.clone(),
-                    format!("{name:?} is not an instance type of this region's catalog"),
-                )
-            })?;
-            let gpus = |t: &InstanceType| t.gpu.as_ref().map_or(0, |g| g.count);
-            if gpus(ty) != gpus(primary)
-                || ty.vcpus < primary.vcpus
-                || ty.memory_mib < primary.memory_mib
-            {
-                return Err((
-                    key,
-                    format!(
-                        "{name} ({} GPUs, {} vCPUs, {} MiB) is smaller than or differs from instance_type {} ({} GPUs, {} vCPUs, {} MiB): CA plans with the instance_type's node, so every type must have as many GPUs and at least its vCPUs and memory",
-                        gpus(ty),
-                        ty.vcpus,
-                        ty.memory_mib,
-                        primary.name,
-                        gpus(primary),
-                        primary.vcpus,
-                        primary.memory_mib
-                    ),
-                ));
-            }
-        }
-        Ok(())
+        validate_alternates("aws.instance_types", &self.instance_types, primary, catalog)
     }
 
     /// The types CreateFleet may choose from: the group's own first.
     pub fn all_types(&self, primary: &str) -> Vec<String> {
-        let mut types = vec![primary.to_owned()];
-        types.extend(
-            self.instance_types
-                .iter()
-                .filter(|t| *t != primary)
-                .cloned(),
-        );
-        types
+        primary_first(primary, &self.instance_types)
     }
+}
+
+/// A group's alternate instance types (`key[i]`): known, listed once,
+/// each with as many GPUs and at least the vCPUs and memory of `primary`,
+/// because CA plans with the primary type's node.
+pub(super) fn validate_alternates(
+    key: &str,
+    names: &[String],
+    primary: &InstanceType,
+    catalog: &[InstanceType],
+) -> Result<(), (String, String)> {
+    for (i, name) in names.iter().enumerate() {
+        let key = format!("{key}[{i}]");
+        if names[..i].contains(name) {
+            return Err((key, format!("{name:?} is listed twice")));
+        }
+        let ty = catalog.iter().find(|t| &t.name == name).ok_or_else(|| {
+            (
+                key.clone(),
+                format!("{name:?} is not an instance type of this region's catalog"),
+            )
+        })?;
+        let gpus = |t: &InstanceType| t.gpu.as_ref().map_or(0, |g| g.count);
+        if gpus(ty) != gpus(primary)
+            || ty.vcpus < primary.vcpus
+            || ty.memory_mib < primary.memory_mib
+        {
+            return Err((
+                key,
+                format!(
+                    "{name} ({} GPUs, {} vCPUs, {} MiB) is smaller than or differs from instance_type {} ({} GPUs, {} vCPUs, {} MiB): CA plans with the instance_type's node, so every type must have as many GPUs and at least its vCPUs and memory",
+                    gpus(ty),
+                    ty.vcpus,
+                    ty.memory_mib,
+                    primary.name,
+                    gpus(primary),
+                    primary.vcpus,
+                    primary.memory_mib
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The group's own type first, then its alternates.
+pub(super) fn primary_first(primary: &str, alternates: &[String]) -> Vec<String> {
+    let mut types = vec![primary.to_owned()];
+    types.extend(alternates.iter().filter(|t| *t != primary).cloned());
+    types
 }
 
 /// `<prefix><8 or 17 hex digits>`, as EC2 resource ids are.
@@ -345,6 +357,7 @@ impl DiscoveredTemplate {
                 instance_types: types,
                 subnets: list(TAG_SUBNETS),
             }),
+            gcp: None,
         })
     }
 }

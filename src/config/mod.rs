@@ -6,6 +6,7 @@
 
 mod annotations;
 pub(crate) mod aws;
+pub(crate) mod gcp;
 mod interruption;
 
 pub use annotations::{
@@ -16,6 +17,9 @@ pub use annotations::{
 use crate::gpu::sharing::{self, Sharing};
 use crate::preprovision::time::{Tz, parse_tz};
 pub use aws::{AwsConfig, AwsGroupConfig, DiscoveredTemplate, LaunchTemplateRef};
+pub use gcp::{
+    DiscoveredInstanceTemplate, GcpConfig, GcpGroupConfig, GuestAccelerators, MachineConfig,
+};
 pub use interruption::InterruptionConfig;
 
 use gpupool_cloud::{GroupId, InstanceType, PurchaseOption};
@@ -106,6 +110,9 @@ pub struct Config {
     /// The AWS installation, when `cloud: aws`.
     #[serde(default)]
     pub aws: Option<AwsConfig>,
+    /// The GCP installation, when `cloud: gcp`.
+    #[serde(default)]
+    pub gcp: Option<GcpConfig>,
     /// The cluster's Kubernetes API: Node watch for boot latency, the
     /// models' ConfigMap. Absent: gpupool runs without the cluster.
     #[serde(default)]
@@ -337,6 +344,10 @@ pub struct NodeGroupConfig {
     /// Its launch template, more instance types and subnets, when `cloud: aws`.
     #[serde(default)]
     pub aws: Option<AwsGroupConfig>,
+    /// Its instance template or machine, more machine types and attached
+    /// GPUs, when `cloud: gcp`.
+    #[serde(default)]
+    pub gcp: Option<GcpGroupConfig>,
 }
 
 /// A node group checked against the catalog, everything resolved and typed.
@@ -460,12 +471,32 @@ impl Config {
             }
             (_, None) => {}
         }
+        match (self.cloud, &self.gcp) {
+            (CloudKind::Gcp, Some(gcp)) => gcp.validate()?,
+            (CloudKind::Gcp, None) => {
+                return Err(ConfigError::invalid(
+                    "gcp",
+                    "required with cloud: gcp: at least `project` and `cluster`, the name that labels and finds this installation's instances",
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "gcp",
+                    format!("set, but the cloud is {}", self.cloud.as_str()),
+                ));
+            }
+            (_, None) => {}
+        }
         let time_zone = parse_tz(&self.time_zone)
             .map_err(|reason| ConfigError::invalid("time_zone", reason))?;
         let discovering = self
             .aws
             .as_ref()
-            .is_some_and(|a| a.discover_launch_templates);
+            .is_some_and(|a| a.discover_launch_templates)
+            || self
+                .gcp
+                .as_ref()
+                .is_some_and(|g| g.discover_instance_templates);
         if self.node_groups.is_empty() && !discovering {
             return Err(ConfigError::invalid(
                 "node_groups",
@@ -652,6 +683,26 @@ impl NodeGroupConfig {
                 ));
             }
             (_, None) => vec![instance_type.name.clone()],
+        };
+        let instance_types = match (cloud, &self.gcp) {
+            (CloudKind::Gcp, Some(gcp)) => {
+                gcp.validate(&instance_type, catalog)
+                    .map_err(|(key, reason)| err(&key, reason))?;
+                gcp.all_types(&instance_type.name)
+            }
+            (CloudKind::Gcp, None) => {
+                return Err(err(
+                    "gcp",
+                    "required with cloud: gcp: the instance template (gcp.instance_template) or machine (gcp.machine) instances are made from".into(),
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(err(
+                    "gcp",
+                    format!("set, but the cloud is {}", cloud.as_str()),
+                ));
+            }
+            (_, None) => instance_types,
         };
         let zones = match (self.zones.is_empty(), region_zones) {
             (false, _) => self.zones.clone(),

@@ -8,6 +8,7 @@ pub mod machines;
 pub mod pricing;
 pub mod sdk;
 
+pub use compute::discovery::{LabelledTemplate, discover};
 pub use compute::{GceCloud, GceSettings, GroupSettings};
 pub use machines::MachineShape;
 pub use pricing::CatalogPrices;

@@ -11,6 +11,8 @@
 //! crate's tests through `#[path]`.
 
 #![allow(dead_code)]
+// Handlers answer early with a whole `Response`; boxing it buys nothing here.
+#![allow(clippy::result_large_err)]
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -835,12 +837,26 @@ async fn bulk_insert(
     });
     if placed < count {
         let code = refused.unwrap_or_else(|| "ZONE_RESOURCE_POOL_EXHAUSTED".to_owned());
+        // The regional GPU quota the request would exceed.
+        let gpu = match props["guestAccelerators"][0]["acceleratorType"].as_str() {
+            Some("nvidia-tesla-t4") => "T4",
+            _ if machine_type.starts_with("a3-") => "H100",
+            _ if machine_type.starts_with("g2-") => "L4",
+            _ => "A100",
+        };
+        let quota = format!(
+            "{}NVIDIA_{gpu}_GPUS",
+            if spot { "PREEMPTIBLE_" } else { "" }
+        );
+        let metric = quota.to_ascii_lowercase();
         let errors = fill(
             &recorded("operation-errors")[&code],
             &[
                 ("project", &project),
                 ("zone", &zone),
                 ("name", names.first().map(String::as_str).unwrap_or("")),
+                ("quota", &quota),
+                ("metric", &metric),
             ],
         );
         for (k, v) in errors.as_object().into_iter().flatten() {
