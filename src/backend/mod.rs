@@ -42,6 +42,11 @@ pub fn offline_specs(config: &Config) -> Result<Vec<GroupSpec>, BackendError> {
             let catalog: Vec<_> = sim.catalog().iter().map(|t| t.instance_type()).collect();
             config.validate(&catalog, Some(&sim.config().zones))?
         }
+        CloudKind::Gcp => {
+            let mut catalog = crate::catalog::builtin(CloudKind::Gcp);
+            catalog.extend(crate::config::gcp::offline_n1_types(&config.node_groups));
+            config.validate(&catalog, None)?
+        }
         cloud => config.validate(&crate::catalog::builtin(cloud), None)?,
     })
 }

@@ -432,6 +432,64 @@ impl DiscoveredInstanceTemplate {
     }
 }
 
+/// The N1 machine types the config's groups attach GPUs to, as the live
+/// catalog will hold them, for checks without Compute Engine
+/// (`check-config`): N1 shapes follow from the name (`n1-standard-8`: 8
+/// vCPUs × 3.75 GB), the GPUs from the group.
+pub fn offline_n1_types(groups: &[NodeGroupConfig]) -> Vec<InstanceType> {
+    let mut out: Vec<InstanceType> = Vec::new();
+    for g in groups {
+        let Some(gcp) = &g.gcp else { continue };
+        let Some(a) = &gcp.guest_accelerators else {
+            continue;
+        };
+        for name in gcp.all_types(&g.instance_type) {
+            let Some((vcpus, memory_mib)) = n1_shape(&name) else {
+                continue;
+            };
+            if out.iter().any(|t| t.name == name) {
+                continue;
+            }
+            let (model, product, memory) = match a.accelerator_type.as_str() {
+                "nvidia-tesla-t4" => ("T4", "Tesla-T4", 15_360),
+                "nvidia-tesla-v100" => ("V100", "Tesla-V100-SXM2-16GB", 16_384),
+                "nvidia-tesla-p100" => ("P100", "Tesla-P100-PCIE-16GB", 16_384),
+                "nvidia-tesla-p4" => ("P4", "Tesla-P4", 7_680),
+                _ => continue,
+            };
+            out.push(InstanceType {
+                name,
+                vcpus,
+                memory_mib,
+                arch: gpupool_cloud::Arch::Amd64,
+                gpu: Some(gpupool_cloud::GpuInfo {
+                    accelerator: a.accelerator_type.clone(),
+                    model: model.into(),
+                    product: product.into(),
+                    count: a.count,
+                    memory_mib: memory,
+                }),
+            });
+        }
+    }
+    out
+}
+
+/// vCPUs and memory of a predefined N1 type from its name.
+fn n1_shape(name: &str) -> Option<(u32, u64)> {
+    let rest = name.strip_prefix("n1-")?;
+    let (kind, cpus) = rest.rsplit_once('-')?;
+    let vcpus: u32 = cpus.parse().ok()?;
+    // GB per vCPU, in MiB (Compute Engine's GB here are GiB: 3.75 GB = 3840 MiB).
+    let per_cpu = match kind {
+        "standard" => 3840,
+        "highmem" => 6656,
+        "highcpu" => 921,
+        _ => return None,
+    };
+    Some((vcpus, u64::from(vcpus) * per_cpu))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,6 +567,15 @@ node_groups:
         )
         .replace("a3-highgpu-8g", "n1-standard-8");
         check(&n1).unwrap();
+        // Offline, the N1 type's shape comes from its name, its GPUs from
+        // the group.
+        let config = Config::from_yaml(&n1).unwrap();
+        let mut offline = crate::catalog::builtin(CloudKind::Gcp);
+        let n1_types = offline_n1_types(&config.node_groups);
+        assert_eq!(n1_types.len(), 1);
+        assert_eq!((n1_types[0].vcpus, n1_types[0].memory_mib), (8, 30_720));
+        offline.extend(n1_types);
+        config.validate(&offline, None).unwrap();
     }
 
     #[test]
