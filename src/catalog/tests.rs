@@ -66,6 +66,10 @@ fn every_entry_gives_a_template_with_its_gpus() {
                 "aws: { cluster: c }\n",
                 "    aws: { launch_template: { name: gpu-nodes } }\n",
             ),
+            CloudKind::Gcp => (
+                "gcp: { project: ml-prod-4821, cluster: c }\n",
+                "    gcp: { instance_template: gpu-nodes }\n",
+            ),
             _ => ("", ""),
         };
         let yaml = format!(
