@@ -364,8 +364,11 @@ async fn ca_scales_aws_groups_through_gpupool_serve() {
             ],
         )
         .await;
-        described.contains("<name>terminated</name>")
-            || described.contains("<name>shutting-down</name>")
+        // The fault layer records a call once moto's answer is back, which
+        // can be after moto shows the instance terminating: wait for both.
+        (described.contains("<name>terminated</name>")
+            || described.contains("<name>shutting-down</name>"))
+            && !faults.seen_of("TerminateInstances").is_empty()
     })
     .await;
     assert_eq!(faults.seen_of("TerminateInstances").len(), 1);

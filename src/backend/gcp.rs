@@ -48,7 +48,8 @@ pub(super) async fn backend(
     }
     let settings = settings(config, &gcp.project, &gcp.cluster);
     let cloud = GceCloud::connect(&connection, &config.region, settings).await?;
-    check_offered(config, &cloud)?;
+    let region_zones = gpupool_cloud::Cloud::zones(&cloud).await?;
+    check_offered(config, &cloud, &region_zones)?;
     Ok(Backend {
         cloud: Arc::new(cloud),
         clock,
@@ -118,9 +119,29 @@ fn check_groups(config: &Config) -> Result<(), ConfigError> {
 }
 
 /// Every zone a group names must offer its machine type (the region's
-/// zones differ: A3 is in few of them). All groups are checked first.
-fn check_offered(config: &Config, cloud: &GceCloud) -> Result<(), ConfigError> {
+/// zones differ: A3 is in few of them), and a group that names none needs
+/// one zone of the region that does. Nothing is changed, so all groups are
+/// checked.
+fn check_offered(
+    config: &Config,
+    cloud: &GceCloud,
+    region_zones: &[String],
+) -> Result<(), ConfigError> {
     for g in &config.node_groups {
+        if g.zones.is_empty()
+            && !region_zones
+                .iter()
+                .any(|z| cloud.offers(z, &g.instance_type))
+        {
+            return Err(ConfigError::Group {
+                group: g.id.clone(),
+                key: "instance_type".into(),
+                reason: format!(
+                    "{} is not offered in any zone of {} (machineTypes.list)",
+                    g.instance_type, config.region
+                ),
+            });
+        }
         if let Some(zone) = g.zones.iter().find(|z| !cloud.offers(z, &g.instance_type)) {
             return Err(ConfigError::Group {
                 group: g.id.clone(),
