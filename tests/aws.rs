@@ -14,12 +14,12 @@ mod fault;
 #[path = "../providers/aws/tests/support/moto.rs"]
 mod moto;
 
-use common::{Client, census, connect, error_of, eventually, group_nodes, target_size};
+use common::serve::{Serve, cloud_ids};
+use common::{census, error_of, eventually};
 use fault::{Fault, FaultProxy};
 use gpupool::proto::*;
 use moto::Moto;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 /// One EC2 query-protocol call for set-up, straight to moto.
 async fn ec2(endpoint: &str, params: &[(&str, &str)]) -> String {
@@ -141,100 +141,23 @@ node_groups:
     )
 }
 
-/// `gpupool serve` as a process, with AWS credentials from the environment
-/// as the standard chain reads them.
-struct Serve {
-    child: Child,
-    client: Client,
-}
-
-impl Serve {
-    async fn start(config: &std::path::Path, log: &std::path::Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gpupool"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
-            .env("AWS_SECRET_ACCESS_KEY", "test-secret")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("AWS_PROFILE")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).expect("a log file"))
-            .spawn()
-            .expect("gpupool starts");
-        // Off the runtime: the fault layer it talks to through runs on it.
-        let stdout = child.stdout.take().expect("stdout");
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        })
-        .await
-        .expect("the reader")
-        .expect("the serving line");
-        let addr = line
-            .strip_prefix("gpupool serving externalgrpc on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "no serving line: {line:?}; log: {}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                )
-            });
-        Self {
-            child,
-            client: connect(addr).await,
-        }
-    }
-
-    async fn nodes(&mut self, id: &str) -> Vec<Instance> {
-        self.client
-            .refresh(RefreshRequest {})
-            .await
-            .expect("refresh");
-        group_nodes(&mut self.client, id).await
-    }
-
-    /// The group's instances once `done` holds of them (Refresh between
-    /// looks).
-    async fn nodes_when(&mut self, id: &str, done: impl Fn(&[Instance]) -> bool) -> Vec<Instance> {
-        let mut nodes = Vec::new();
-        eventually(&format!("group {id} to get there"), async || {
-            nodes = self.nodes(id).await;
-            done(&nodes)
-        })
-        .await;
-        nodes
-    }
-
-    async fn increase(&mut self, id: &str, delta: i32) {
-        self.client
-            .node_group_increase_size(NodeGroupIncreaseSizeRequest {
-                id: id.into(),
-                delta,
-            })
-            .await
-            .expect("increase");
-    }
-
-    async fn target(&mut self, id: &str) -> i32 {
-        target_size(&mut self.client, id).await
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `gpupool serve` with AWS credentials from the environment, as the
+/// standard chain reads them.
+fn command(config: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gpupool"));
+    command
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env("RUST_LOG", "info");
+    command
 }
 
 fn aws_ids(nodes: &[Instance]) -> Vec<&str> {
-    nodes
-        .iter()
-        .map(|n| n.id.as_str())
-        .filter(|id| id.starts_with("aws:///") && !id.starts_with("aws:///placeholder/"))
-        .collect()
+    cloud_ids(nodes, "aws")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,7 +169,7 @@ async fn ca_scales_aws_groups_through_gpupool_serve() {
     let path = dir.path().join("gpupool.yaml");
     std::fs::write(&path, config(&faults.endpoint, &subnet_a, &subnet_b)).unwrap();
     let log = dir.path().join("gpupool.log");
-    let mut serve = Serve::start(&path, &log).await;
+    let mut serve = Serve::start(command(&path), &log).await;
 
     // The configured groups and the one its launch template's tags declare.
     let groups = serve
@@ -391,7 +314,7 @@ async fn ca_scales_aws_groups_through_gpupool_serve() {
     // A restarted process rebuilds every group from DescribeInstances.
     let before = serve.nodes("l4").await;
     drop(serve);
-    let mut serve = Serve::start(&path, &log).await;
+    let mut serve = Serve::start(command(&path), &log).await;
     let after = serve.nodes("l4").await;
     let live = |n: &[Instance]| {
         let mut ids: Vec<String> = n
@@ -417,14 +340,7 @@ async fn ca_scales_aws_groups_through_gpupool_serve() {
     );
     assert_ne!(text, config(&faults.endpoint, &subnet_a, &subnet_b));
     std::fs::write(&bad, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_gpupool"))
-        .args(["serve", "--config"])
-        .arg(&bad)
-        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
+    let out = command(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -14,12 +14,12 @@ mod common;
 #[path = "../providers/gcp/tests/support/compute.rs"]
 mod compute;
 
-use common::{Client, connect, error_of, eventually, group_nodes, target_size};
+use common::serve::{Serve, cloud_ids};
+use common::{error_of, eventually};
 use compute::{ComputeApi, PROJECT};
 use gpupool::proto::*;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 const A: &str = "us-central1-a";
 const B: &str = "us-central1-b";
@@ -78,12 +78,7 @@ fn credentials(dir: &Path, base: &str) -> std::path::PathBuf {
     path
 }
 
-/// `gpupool serve` as a process, signed in with ADC.
-struct Serve {
-    child: Child,
-    client: Client,
-}
-
+/// `gpupool serve` signed in with ADC.
 fn command(config: &Path, credentials: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gpupool"));
     command
@@ -94,82 +89,6 @@ fn command(config: &Path, credentials: &Path) -> Command {
         .env("GCE_METADATA_HOST", "127.0.0.1:9")
         .env("RUST_LOG", "info");
     command
-}
-
-impl Serve {
-    async fn start(config: &Path, credentials: &Path, log: &Path) -> Self {
-        let mut child = command(config, credentials)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).expect("a log file"))
-            .spawn()
-            .expect("gpupool starts");
-        // Off the runtime: the server it talks to runs on it.
-        let stdout = child.stdout.take().expect("stdout");
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        })
-        .await
-        .expect("the reader")
-        .expect("the serving line");
-        let addr = line
-            .strip_prefix("gpupool serving externalgrpc on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "no serving line: {line:?}; log: {}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                )
-            });
-        Self {
-            child,
-            client: connect(addr).await,
-        }
-    }
-
-    async fn nodes(&mut self, id: &str) -> Vec<Instance> {
-        self.client
-            .refresh(RefreshRequest {})
-            .await
-            .expect("refresh");
-        group_nodes(&mut self.client, id).await
-    }
-
-    async fn nodes_when(&mut self, id: &str, done: impl Fn(&[Instance]) -> bool) -> Vec<Instance> {
-        let mut nodes = Vec::new();
-        eventually(&format!("group {id} to get there"), async || {
-            nodes = self.nodes(id).await;
-            done(&nodes)
-        })
-        .await;
-        nodes
-    }
-
-    async fn increase(&mut self, id: &str, delta: i32) {
-        self.client
-            .node_group_increase_size(NodeGroupIncreaseSizeRequest {
-                id: id.into(),
-                delta,
-            })
-            .await
-            .expect("increase");
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn gce_ids(nodes: &[Instance]) -> Vec<&str> {
-    nodes
-        .iter()
-        .map(|n| n.id.as_str())
-        .filter(|id| id.starts_with("gce://") && !id.starts_with("gce:///placeholder/"))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,7 +113,7 @@ async fn ca_scales_gcp_groups_through_gpupool_serve() {
     std::fs::write(&path, config(&api.base)).unwrap();
     let creds = credentials(dir.path(), &api.base);
     let log = dir.path().join("gpupool.log");
-    let mut serve = Serve::start(&path, &creds, &log).await;
+    let mut serve = Serve::start(command(&path, &creds), &log).await;
 
     // The configured groups and the one its template's labels declare.
     let groups = serve
@@ -216,8 +135,10 @@ async fn ca_scales_gcp_groups_through_gpupool_serve() {
     // Two spot H100 nodes: zone a is out, so both come from zone c, in
     // GKE's providerID form.
     serve.increase("h100", 2).await;
-    let nodes = serve.nodes_when("h100", |n| gce_ids(n).len() == 2).await;
-    for id in gce_ids(&nodes) {
+    let nodes = serve
+        .nodes_when("h100", |n| cloud_ids(n, "gce").len() == 2)
+        .await;
+    for id in cloud_ids(&nodes, "gce") {
         assert!(
             id.starts_with(&format!("gce://{PROJECT}/{C}/h100-")),
             "{id}"
@@ -258,7 +179,7 @@ async fn ca_scales_gcp_groups_through_gpupool_serve() {
     );
 
     // DeleteNodes deletes exactly the named instance.
-    let doomed = gce_ids(&nodes)[0].to_owned();
+    let doomed = cloud_ids(&nodes, "gce")[0].to_owned();
     serve
         .client
         .node_group_delete_nodes(NodeGroupDeleteNodesRequest {
@@ -267,7 +188,7 @@ async fn ca_scales_gcp_groups_through_gpupool_serve() {
         })
         .await
         .unwrap();
-    assert_eq!(target_size(&mut serve.client, "h100").await, 1);
+    assert_eq!(serve.target("h100").await, 1);
     let name = doomed.rsplit('/').next().unwrap().to_owned();
     eventually("the named instance deleted", async || {
         api.calls_of("instances.delete").len() == 1
@@ -287,13 +208,13 @@ async fn ca_scales_gcp_groups_through_gpupool_serve() {
 
     // A restarted process rebuilds the group from the instances' labels.
     drop(serve);
-    let mut serve = Serve::start(&path, &creds, &log).await;
+    let mut serve = Serve::start(command(&path, &creds), &log).await;
     let after = serve.nodes("h100").await;
     assert_eq!(
-        gce_ids(&after),
+        cloud_ids(&after, "gce"),
         [format!("gce://{PROJECT}/{C}/{}", left[0])]
     );
-    assert_eq!(target_size(&mut serve.client, "h100").await, 1);
+    assert_eq!(serve.target("h100").await, 1);
     drop(serve);
 
     // A zone without the machine type: refused before serving, by name.

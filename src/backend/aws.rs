@@ -32,7 +32,11 @@ pub(super) async fn backend(
     };
     if aws.discover_launch_templates {
         let found = gpupool_aws::discover(&connection, &config.region, &aws.cluster).await?;
-        add_discovered(config, found)?;
+        super::add_discovered(
+            config,
+            discovered(found)?,
+            "give one a gpupool.dev/node-group tag",
+        )?;
         if config.node_groups.is_empty() {
             return Err(ConfigError::Invalid {
                 key: "node_groups".into(),
@@ -55,39 +59,25 @@ pub(super) async fn backend(
     })
 }
 
-/// The discovered templates' groups added to the config's, all or none; a
-/// group both declared and discovered is an error, not a silent winner.
-fn add_discovered(
-    config: &mut Config,
+/// The groups the templates' tags declare, each with the template it is
+/// read from.
+fn discovered(
     found: Vec<gpupool_aws::TaggedTemplate>,
-) -> Result<(), ConfigError> {
-    let mut discovered: Vec<NodeGroupConfig> = Vec::new();
-    for t in found {
-        let template = DiscoveredTemplate {
-            id: t.id,
-            name: t.name,
-            version: t.version,
-            instance_type: t.instance_type,
-            tags: t.tags,
-        };
-        let group = template.node_group()?;
-        let clash = |why: &str| ConfigError::Invalid {
-            key: format!("launch template {} ({})", template.name, template.id),
-            reason: format!("its node group {:?} {why}", group.id),
-        };
-        if config.node_groups.iter().any(|g| g.id == group.id) {
-            return Err(clash("is also declared in node_groups; drop one of them"));
-        }
-        if discovered.iter().any(|g| g.id == group.id) {
-            return Err(clash(
-                "is another discovered template's too; give one a gpupool.dev/node-group tag",
-            ));
-        }
-        tracing::info!(group = %group.id, template = %template.name, "node group discovered from launch template tags");
-        discovered.push(group);
-    }
-    config.node_groups.extend(discovered);
-    Ok(())
+) -> Result<Vec<(String, NodeGroupConfig)>, ConfigError> {
+    found
+        .into_iter()
+        .map(|t| {
+            let template = DiscoveredTemplate {
+                id: t.id,
+                name: t.name,
+                version: t.version,
+                instance_type: t.instance_type,
+                tags: t.tags,
+            };
+            let source = format!("launch template {} ({})", template.name, template.id);
+            Ok((source, template.node_group()?))
+        })
+        .collect()
 }
 
 /// A group's subnets decide its zones: they are its zones when it names

@@ -33,7 +33,8 @@ pub(super) async fn backend(
     };
     if gcp.discover_instance_templates {
         let found = gpupool_gcp::discover(&connection, &gcp.project, &gcp.cluster).await?;
-        add_discovered(config, found)?;
+        let groups = discovered(config, found)?;
+        super::add_discovered(config, groups, "give one a gpupool-node-group label")?;
         if config.node_groups.is_empty() {
             return Err(ConfigError::Invalid {
                 key: "node_groups".into(),
@@ -57,13 +58,14 @@ pub(super) async fn backend(
     })
 }
 
-/// The discovered templates' groups added to the config's, all or none. A
-/// template a declared group already uses is left to that group.
-fn add_discovered(
-    config: &mut Config,
+/// The groups the templates' labels declare, each with the template it is
+/// read from. A template a declared group already uses is left to that
+/// group.
+fn discovered(
+    config: &Config,
     found: Vec<gpupool_gcp::LabelledTemplate>,
-) -> Result<(), ConfigError> {
-    let mut discovered: Vec<NodeGroupConfig> = Vec::new();
+) -> Result<Vec<(String, NodeGroupConfig)>, ConfigError> {
+    let mut groups = Vec::new();
     for t in found {
         let declared = config.node_groups.iter().any(|g| {
             g.gcp.as_ref().and_then(|c| c.instance_template.as_deref()) == Some(t.name.as_str())
@@ -79,23 +81,9 @@ fn add_discovered(
             guest_accelerators: t.guest_accelerators,
         };
         let group = template.node_group(&config.region)?;
-        let clash = |why: &str| ConfigError::Invalid {
-            key: format!("instance template {}", template.name),
-            reason: format!("its node group {:?} {why}", group.id),
-        };
-        if config.node_groups.iter().any(|g| g.id == group.id) {
-            return Err(clash("is also declared in node_groups; drop one of them"));
-        }
-        if discovered.iter().any(|g| g.id == group.id) {
-            return Err(clash(
-                "is another discovered template's too; give one a gpupool-node-group label",
-            ));
-        }
-        tracing::info!(group = %group.id, template = %template.name, "node group discovered from instance template labels");
-        discovered.push(group);
+        groups.push((format!("instance template {}", template.name), group));
     }
-    config.node_groups.extend(discovered);
-    Ok(())
+    Ok(groups)
 }
 
 /// The groups' GCP settings that need no catalog.

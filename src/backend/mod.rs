@@ -79,6 +79,39 @@ pub async fn from_config(
     }
 }
 
+/// Groups a cloud declares (each with where it was found, e.g. `launch
+/// template gpu-p5 (lt-0abc)`) added to the config's, all or none: a
+/// group both declared and discovered is an error, not a silent winner,
+/// and so are two found with one id (`rename` says how to tell them apart).
+#[cfg(any(feature = "aws", feature = "gcp"))]
+fn add_discovered(
+    config: &mut Config,
+    found: Vec<(String, crate::config::NodeGroupConfig)>,
+    rename: &str,
+) -> Result<(), ConfigError> {
+    let mut discovered: Vec<crate::config::NodeGroupConfig> = Vec::new();
+    for (source, group) in found {
+        let clash = |why: String| ConfigError::Invalid {
+            key: source.clone(),
+            reason: format!("its node group {:?} {why}", group.id),
+        };
+        if config.node_groups.iter().any(|g| g.id == group.id) {
+            return Err(clash(
+                "is also declared in node_groups; drop one of them".into(),
+            ));
+        }
+        if discovered.iter().any(|g| g.id == group.id) {
+            return Err(clash(format!(
+                "is another discovered template's too; {rename}"
+            )));
+        }
+        tracing::info!(group = %group.id, from = %source, "node group discovered");
+        discovered.push(group);
+    }
+    config.node_groups.extend(discovered);
+    Ok(())
+}
+
 /// The simulator's admin API: `POST /sim/v1/instances/{id}/interrupt` sends a
 /// spot interruption notice to one instance now.
 pub fn sim_routes(sim: Arc<SimCloud>) -> axum::Router {

@@ -82,15 +82,7 @@ impl AwsConfig {
             ));
         }
         if let Some(url) = &self.endpoint_url {
-            let ok = (url.starts_with("http://") || url.starts_with("https://"))
-                && url.len() > "https://".len()
-                && !url.chars().any(char::is_whitespace);
-            if !ok {
-                return Err(ConfigError::invalid(
-                    "aws.endpoint_url",
-                    format!("{url:?} is not an http(s) URL"),
-                ));
-            }
+            check_endpoint_url("aws.endpoint_url", url)?;
         }
         Ok(())
     }
@@ -171,6 +163,21 @@ impl AwsGroupConfig {
     /// The types CreateFleet may choose from: the group's own first.
     pub fn all_types(&self, primary: &str) -> Vec<String> {
         primary_first(primary, &self.instance_types)
+    }
+}
+
+/// A cloud's `endpoint_url`: an http(s) URL.
+pub(super) fn check_endpoint_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && url.len() > "https://".len()
+        && !url.chars().any(char::is_whitespace);
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("{url:?} is not an http(s) URL"),
+        ))
     }
 }
 

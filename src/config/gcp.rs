@@ -4,7 +4,7 @@
 //! (`node_groups[].gcp`). Plain data, checked here; the backend turns it
 //! into the Compute Engine crate's settings.
 
-use super::aws::{primary_first, validate_alternates};
+use super::aws::{check_endpoint_url, primary_first, validate_alternates};
 use super::{ConfigError, NodeGroupConfig};
 use gpupool_cloud::InstanceType;
 use serde::Deserialize;
@@ -132,15 +132,7 @@ impl GcpConfig {
             ));
         }
         if let Some(url) = &self.endpoint_url {
-            let ok = (url.starts_with("http://") || url.starts_with("https://"))
-                && url.len() > "https://".len()
-                && !url.chars().any(char::is_whitespace);
-            if !ok {
-                return Err(ConfigError::invalid(
-                    "gcp.endpoint_url",
-                    format!("{url:?} is not an http(s) URL"),
-                ));
-            }
+            check_endpoint_url("gcp.endpoint_url", url)?;
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 
 pub mod ca;
 pub mod kube_api;
+pub mod serve;
 
 use gpupool::config::Config;
 use gpupool::proto::cloud_provider_client::CloudProviderClient;

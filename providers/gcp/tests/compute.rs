@@ -263,8 +263,8 @@ async fn an_exhausted_zone_falls_back_to_the_next_and_is_reported() {
     assert_eq!(calls[1].body.as_ref().unwrap()["count"], "2");
     assert_ne!(calls[0].query["requestId"], calls[1].query["requestId"]);
     // Node names are unique across the zones.
-    let mut names: Vec<_> = out.created.iter().map(|i| i.node_name.clone()).collect();
-    names.dedup();
+    let names: std::collections::BTreeSet<_> =
+        out.created.iter().map(|i| i.node_name.clone()).collect();
     assert_eq!(names.len(), 3);
 }
 
@@ -451,6 +451,7 @@ async fn delete_removes_exactly_the_named_instances() {
     req.count = 3;
     let out = cloud.create_instances(&req).await.unwrap();
     let doomed = out.created[1].id.clone();
+    let waits_before = api.calls_of("zoneOperations.wait").len();
     cloud
         .delete_instances(&[doomed.clone(), InstanceId::new(format!("{A}/long-gone"))])
         .await
@@ -463,10 +464,13 @@ async fn delete_removes_exactly_the_named_instances() {
     assert_eq!(left.len(), 2);
     assert!(!left.contains(&doomed.to_string()));
     assert_eq!(api.calls_of("instances.delete").len(), 2);
+    // The delete's operation was awaited (it is RUNNING at first).
+    let waits = api.calls_of("zoneOperations.wait");
+    assert!(waits.len() > waits_before);
     assert!(
-        api.calls_of("zoneOperations.wait")
+        waits[waits_before..]
             .iter()
-            .any(|c| c.zone.as_deref() == Some(A))
+            .all(|c| c.zone.as_deref() == Some(A))
     );
     let bad = cloud
         .delete_instances(&[InstanceId::new("no-zone")])

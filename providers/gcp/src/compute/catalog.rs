@@ -4,6 +4,7 @@
 //! by choice: a group's `guest_accelerators` make its type's GPUs.
 
 use super::errors::classify;
+use super::paging;
 use super::{GceSettings, Limits};
 use crate::machines::MachineShape;
 use google_cloud_compute_v1::client::{AcceleratorTypes, MachineTypes};
@@ -12,7 +13,6 @@ use gpupool_cloud::{Arch, CloudError, GpuInfo, InstanceType};
 use std::collections::{BTreeMap, BTreeSet};
 
 const PAGE_SIZE: u32 = 500;
-const MAX_PAGES: usize = 20;
 
 /// What connect learns of the region's machines.
 pub(super) struct Live {
@@ -127,29 +127,20 @@ async fn machines_in(
     zone: &str,
     limits: &Limits,
 ) -> Result<Vec<model::MachineType>, CloudError> {
-    let mut out = Vec::new();
-    let mut token = String::new();
-    for _ in 0..MAX_PAGES {
+    paging::all(&format!("machineTypes.list in {zone}"), async |token| {
         limits.read.until_ready().await;
         let page = client
             .list()
             .set_project(project)
             .set_zone(zone)
             .set_max_results(PAGE_SIZE)
-            .set_page_token(&token)
+            .set_page_token(token)
             .send()
             .await
             .map_err(|e| classify("machineTypes.list", &e))?;
-        out.extend(page.items);
-        match page.next_page_token {
-            Some(t) if !t.is_empty() => token = t,
-            _ => return Ok(out),
-        }
-    }
-    Err(CloudError::other(
-        "TooManyPages",
-        format!("machineTypes.list in {zone} kept paging after {MAX_PAGES} pages"),
-    ))
+        Ok((page.items, page.next_page_token))
+    })
+    .await
 }
 
 async fn accelerators_in(
@@ -158,29 +149,20 @@ async fn accelerators_in(
     zone: &str,
     limits: &Limits,
 ) -> Result<Vec<model::AcceleratorType>, CloudError> {
-    let mut out = Vec::new();
-    let mut token = String::new();
-    for _ in 0..MAX_PAGES {
+    paging::all(&format!("acceleratorTypes.list in {zone}"), async |token| {
         limits.read.until_ready().await;
         let page = client
             .list()
             .set_project(project)
             .set_zone(zone)
             .set_max_results(PAGE_SIZE)
-            .set_page_token(&token)
+            .set_page_token(token)
             .send()
             .await
             .map_err(|e| classify("acceleratorTypes.list", &e))?;
-        out.extend(page.items);
-        match page.next_page_token {
-            Some(t) if !t.is_empty() => token = t,
-            _ => return Ok(out),
-        }
-    }
-    Err(CloudError::other(
-        "TooManyPages",
-        format!("acceleratorTypes.list in {zone} kept paging after {MAX_PAGES} pages"),
-    ))
+        Ok((page.items, page.next_page_token))
+    })
+    .await
 }
 
 /// A Compute Engine accelerator type as the GPUs a node shows: model,

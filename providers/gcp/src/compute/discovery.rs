@@ -4,7 +4,7 @@
 //! config decides what the other labels mean).
 
 use super::errors::classify;
-use super::labels;
+use super::{labels, paging};
 use crate::sdk::Connection;
 use google_cloud_compute_v1::client::InstanceTemplates;
 use gpupool_cloud::CloudError;
@@ -12,8 +12,6 @@ use std::collections::BTreeMap;
 
 /// The label that marks a template as a group's, besides the cluster's.
 pub const MAX_SIZE_LABEL: &str = "gpupool-max-size";
-
-const MAX_PAGES: usize = 50;
 
 /// A template labelled for the cluster, as found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,47 +34,41 @@ pub async fn discover(
         .build()
         .await
         .map_err(|e| CloudError::other("ClientSetup", format!("instanceTemplates: {e}")))?;
-    let mut found = Vec::new();
-    let mut token = String::new();
-    for _ in 0..MAX_PAGES {
+    let templates = paging::all("instanceTemplates.list", async |token| {
         let page = client
             .list()
             .set_project(project)
             .set_max_results(500_u32)
-            .set_page_token(&token)
+            .set_page_token(token)
             .send()
             .await
             .map_err(|e| classify("instanceTemplates.list", &e))?;
-        for t in page.items {
-            let Some(props) = t.properties else { continue };
-            let ours = props.labels.get(labels::CLUSTER).map(String::as_str) == Some(cluster)
-                && props.labels.contains_key(MAX_SIZE_LABEL);
-            let Some(name) = t.name.filter(|_| ours) else {
-                continue;
-            };
-            let guest_accelerators = props.guest_accelerators.first().and_then(|a| {
-                Some((
-                    labels::last_segment(a.accelerator_type.as_deref()?).to_owned(),
-                    u32::try_from(a.accelerator_count?).ok()?,
-                ))
-            });
-            found.push(LabelledTemplate {
-                name,
-                machine_type: props
-                    .machine_type
-                    .as_deref()
-                    .map(|m| labels::last_segment(m).to_owned()),
-                labels: props.labels.into_iter().collect(),
-                guest_accelerators,
-            });
-        }
-        match page.next_page_token {
-            Some(t) if !t.is_empty() => token = t,
-            _ => return Ok(found),
-        }
+        Ok((page.items, page.next_page_token))
+    })
+    .await?;
+    let mut found = Vec::new();
+    for t in templates {
+        let Some(props) = t.properties else { continue };
+        let ours = props.labels.get(labels::CLUSTER).map(String::as_str) == Some(cluster)
+            && props.labels.contains_key(MAX_SIZE_LABEL);
+        let Some(name) = t.name.filter(|_| ours) else {
+            continue;
+        };
+        let guest_accelerators = props.guest_accelerators.first().and_then(|a| {
+            Some((
+                labels::last_segment(a.accelerator_type.as_deref()?).to_owned(),
+                u32::try_from(a.accelerator_count?).ok()?,
+            ))
+        });
+        found.push(LabelledTemplate {
+            name,
+            machine_type: props
+                .machine_type
+                .as_deref()
+                .map(|m| labels::last_segment(m).to_owned()),
+            labels: props.labels.into_iter().collect(),
+            guest_accelerators,
+        });
     }
-    Err(CloudError::other(
-        "TooManyPages",
-        format!("instanceTemplates.list kept paging after {MAX_PAGES} pages"),
-    ))
+    Ok(found)
 }

@@ -104,6 +104,13 @@ pub fn call_request_id(
     uuid::Uuid::new_v5(&GPUPOOL_NAMESPACE, key.as_bytes()).to_string()
 }
 
+/// The idempotency key of deleting one instance: a repeat (a retry, the
+/// next sync's) is answered with the first delete's operation.
+pub fn delete_request_id(zone: &str, name: &str) -> String {
+    let key = format!("delete/{zone}/{name}");
+    uuid::Uuid::new_v5(&GPUPOOL_NAMESPACE, key.as_bytes()).to_string()
+}
+
 /// gpupool's UUID namespace for request ids (a v5 of the URL namespace).
 const GPUPOOL_NAMESPACE: uuid::Uuid = uuid::Uuid::from_bytes([
     0x6f, 0x8c, 0x1a, 0x52, 0x3d, 0x7e, 0x5b, 0x0c, 0x9a, 0x41, 0x2e, 0x63, 0xd5, 0x18, 0x7b, 0x90,

@@ -20,6 +20,7 @@ pub mod discovery;
 mod errors;
 pub mod labels;
 mod operations;
+mod paging;
 pub mod settings;
 
 pub use errors::classify_code;
@@ -53,7 +54,6 @@ const DELETE_WAIT: Duration = Duration::from_secs(5 * 60);
 
 /// Instances per aggregatedList page (the API's maximum).
 const PAGE_SIZE: u32 = 500;
-const MAX_PAGES: usize = 100;
 
 struct Limits {
     read: DefaultDirectRateLimiter,
@@ -192,12 +192,7 @@ impl GceCloud {
             .set_project(&self.settings.project)
             .set_zone(zone)
             .set_instance(name)
-            .set_request_id(labels::call_request_id(
-                &gpupool_cloud::RequestId::new(format!("delete/{name}")),
-                zone,
-                "",
-                gpupool_cloud::CapacityType::OnDemand,
-            ))
+            .set_request_id(labels::delete_request_id(zone, name))
             .send()
             .await;
         match sent {
@@ -290,9 +285,7 @@ impl Cloud for GceCloud {
 
     async fn list_instances(&self) -> Result<Vec<Instance>, CloudError> {
         let filter = format!("labels.{} = \"{}\"", labels::CLUSTER, self.settings.cluster);
-        let mut out = Vec::new();
-        let mut token = String::new();
-        for _ in 0..MAX_PAGES {
+        paging::all("instances.aggregatedList", async |token| {
             self.limits.read.until_ready().await;
             let page = self
                 .instances
@@ -300,7 +293,7 @@ impl Cloud for GceCloud {
                 .set_project(&self.settings.project)
                 .set_filter(&filter)
                 .set_max_results(PAGE_SIZE)
-                .set_page_token(&token)
+                .set_page_token(token)
                 .send()
                 .await
                 .map_err(|e| classify("instances.aggregatedList", &e))?;
@@ -317,26 +310,19 @@ impl Cloud for GceCloud {
                     format!("instances.aggregatedList: no answer from {ours:?}"),
                 ));
             }
-            for (scope, list) in &page.items {
-                let zone = labels::last_segment(scope);
-                if !self.zones.iter().any(|z| z == zone) {
-                    continue;
-                }
-                out.extend(
-                    list.instances
-                        .iter()
-                        .filter_map(|i| labels::instance(&self.settings.project, i)),
-                );
-            }
-            match page.next_page_token {
-                Some(t) if !t.is_empty() => token = t,
-                _ => return Ok(out),
-            }
-        }
-        Err(CloudError::other(
-            "TooManyPages",
-            format!("instances.aggregatedList kept paging after {MAX_PAGES} pages"),
-        ))
+            let instances: Vec<Instance> = page
+                .items
+                .iter()
+                .filter(|(scope, _)| {
+                    let zone = labels::last_segment(scope);
+                    self.zones.iter().any(|z| z == zone)
+                })
+                .flat_map(|(_, list)| list.instances.iter())
+                .filter_map(|i| labels::instance(&self.settings.project, i))
+                .collect();
+            Ok((instances, page.next_page_token))
+        })
+        .await
     }
 
     async fn create_instances(&self, request: &CreateRequest) -> Result<CreateOutcome, CloudError> {
