@@ -3,6 +3,8 @@
 
 #[cfg(feature = "aws")]
 mod aws;
+#[cfg(feature = "azure")]
+mod azure;
 #[cfg(feature = "gcp")]
 mod gcp;
 
@@ -53,7 +55,7 @@ pub fn offline_specs(config: &Config) -> Result<Vec<GroupSpec>, BackendError> {
 
 /// The backend for `config.cloud`, connected. Groups the cloud declares
 /// (AWS launch templates tagged for CA, GCP instance templates labelled
-/// for the cluster) are added to `config.node_groups`.
+/// for the cluster, Azure scale sets tagged for CA) are added to `config.node_groups`.
 pub async fn from_config(
     config: &mut Config,
     clock: Arc<dyn Clock>,
@@ -75,6 +77,9 @@ pub async fn from_config(
         CloudKind::Gcp => gcp::backend(config, clock).await,
         #[cfg(not(feature = "gcp"))]
         CloudKind::Gcp => Err(BackendError::NotBuilt("gcp")),
+        #[cfg(feature = "azure")]
+        CloudKind::Azure => azure::backend(config, clock).await,
+        #[cfg(not(feature = "azure"))]
         CloudKind::Azure => Err(BackendError::NotBuilt("azure")),
     }
 }
@@ -83,7 +88,7 @@ pub async fn from_config(
 /// template gpu-p5 (lt-0abc)`) added to the config's, all or none: a
 /// group both declared and discovered is an error, not a silent winner,
 /// and so are two found with one id (`rename` says how to tell them apart).
-#[cfg(any(feature = "aws", feature = "gcp"))]
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 fn add_discovered(
     config: &mut Config,
     found: Vec<(String, crate::config::NodeGroupConfig)>,

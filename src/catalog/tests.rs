@@ -70,16 +70,26 @@ fn every_entry_gives_a_template_with_its_gpus() {
                 "gcp: { project: ml-prod-4821, cluster: c }\n",
                 "    gcp: { instance_template: gpu-nodes }\n",
             ),
+            CloudKind::Azure => (
+                "azure: { subscription_id: 6e8f0d3a-6c1b-4f3e-9d2a-2f1b0c9e8d7a, resource_group: rg, cluster: c }\n",
+                "    azure: { scale_set: gpu-nodes }\n",
+            ),
             _ => ("", ""),
         };
+        // Azure's zones are labelled `<location>-<n>`.
+        let zone = if e.cloud == CloudKind::Azure {
+            "r-1"
+        } else {
+            "ra"
+        };
         let yaml = format!(
-            "cloud: {}\nregion: r\n{top}node_groups:\n  - id: g\n    min_size: 0\n    max_size: 1\n    instance_type: {}\n    zones: [ra]\n{group}",
+            "cloud: {}\nregion: r\n{top}node_groups:\n  - id: g\n    min_size: 0\n    max_size: 1\n    instance_type: {}\n    zones: [{zone}]\n{group}",
             e.cloud.as_str(),
             e.name
         );
         let config = Config::from_yaml(&yaml).unwrap();
         let spec = config
-            .validate(&builtin(e.cloud), Some(&["ra".to_string()]))
+            .validate(&builtin(e.cloud), Some(&[zone.to_string()]))
             .unwrap()
             .remove(0);
         let t = Template::build(

@@ -365,6 +365,7 @@ impl DiscoveredTemplate {
                 subnets: list(TAG_SUBNETS),
             }),
             gcp: None,
+            azure: None,
         })
     }
 }

@@ -420,6 +420,7 @@ impl DiscoveredInstanceTemplate {
                     },
                 ),
             }),
+            azure: None,
         })
     }
 }

@@ -6,6 +6,7 @@
 
 mod annotations;
 pub(crate) mod aws;
+pub(crate) mod azure;
 pub(crate) mod gcp;
 mod interruption;
 
@@ -17,6 +18,7 @@ pub use annotations::{
 use crate::gpu::sharing::{self, Sharing};
 use crate::preprovision::time::{Tz, parse_tz};
 pub use aws::{AwsConfig, AwsGroupConfig, DiscoveredTemplate, LaunchTemplateRef};
+pub use azure::{AzureConfig, AzureGroupConfig, DiscoveredScaleSet, VmConfig};
 pub use gcp::{
     DiscoveredInstanceTemplate, GcpConfig, GcpGroupConfig, GuestAccelerators, MachineConfig,
 };
@@ -113,6 +115,9 @@ pub struct Config {
     /// The GCP installation, when `cloud: gcp`.
     #[serde(default)]
     pub gcp: Option<GcpConfig>,
+    /// The Azure installation, when `cloud: azure`.
+    #[serde(default)]
+    pub azure: Option<AzureConfig>,
     /// The cluster's Kubernetes API: Node watch for boot latency, the
     /// models' ConfigMap. Absent: gpupool runs without the cluster.
     #[serde(default)]
@@ -348,6 +353,10 @@ pub struct NodeGroupConfig {
     /// GPUs, when `cloud: gcp`.
     #[serde(default)]
     pub gcp: Option<GcpGroupConfig>,
+    /// Its Flexible scale set or VM description and more sizes, when
+    /// `cloud: azure`.
+    #[serde(default)]
+    pub azure: Option<AzureGroupConfig>,
 }
 
 /// A node group checked against the catalog, everything resolved and typed.
@@ -487,6 +496,22 @@ impl Config {
             }
             (_, None) => {}
         }
+        match (self.cloud, &self.azure) {
+            (CloudKind::Azure, Some(azure)) => azure.validate()?,
+            (CloudKind::Azure, None) => {
+                return Err(ConfigError::invalid(
+                    "azure",
+                    "required with cloud: azure: at least `subscription_id`, `resource_group` and `cluster`, the name that tags and finds this installation's VMs",
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "azure",
+                    format!("set, but the cloud is {}", self.cloud.as_str()),
+                ));
+            }
+            (_, None) => {}
+        }
         let time_zone = parse_tz(&self.time_zone)
             .map_err(|reason| ConfigError::invalid("time_zone", reason))?;
         let discovering = self
@@ -496,12 +521,19 @@ impl Config {
             || self
                 .gcp
                 .as_ref()
-                .is_some_and(|g| g.discover_instance_templates);
+                .is_some_and(|g| g.discover_instance_templates)
+            || self.azure.as_ref().is_some_and(|a| a.discover_scale_sets);
         if self.node_groups.is_empty() && !discovering {
             return Err(ConfigError::invalid(
                 "node_groups",
                 "declare at least one node group",
             ));
+        }
+        if self.cloud == CloudKind::Azure {
+            for g in &self.node_groups {
+                azure::check_zones(&self.region, &g.zones)
+                    .map_err(|(key, reason)| ConfigError::group(&g.id, &key, reason))?;
+            }
         }
         let mut seen = BTreeSet::new();
         let specs = self
@@ -699,6 +731,27 @@ impl NodeGroupConfig {
             (_, Some(_)) => {
                 return Err(err(
                     "gcp",
+                    format!("set, but the cloud is {}", cloud.as_str()),
+                ));
+            }
+            (_, None) => instance_types,
+        };
+        let instance_types = match (cloud, &self.azure) {
+            (CloudKind::Azure, Some(azure)) => {
+                azure
+                    .validate(&instance_type, catalog)
+                    .map_err(|(key, reason)| err(&key, reason))?;
+                azure.all_sizes(&instance_type.name)
+            }
+            (CloudKind::Azure, None) => {
+                return Err(err(
+                    "azure",
+                    "required with cloud: azure: the Flexible scale set (azure.scale_set) or VM description (azure.vm) VMs are made from".into(),
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(err(
+                    "azure",
                     format!("set, but the cloud is {}", cloud.as_str()),
                 ));
             }

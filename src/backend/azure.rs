@@ -1,0 +1,218 @@
+//! `cloud: azure`: the Azure backend, its groups' VM settings from the
+//! config, and the groups of Flexible scale sets tagged for
+//! cluster-autoscaler.
+
+use super::BackendError;
+use crate::config::{AzureConfig, Config, ConfigError, DiscoveredScaleSet, NodeGroupConfig};
+use crate::server::Backend;
+use gpupool_azure::{
+    AzureCloud, AzureSettings, Connection, GroupSettings, RetailPrices, Source, VmSpec,
+};
+use gpupool_cloud::{Clock, GroupId};
+use std::sync::Arc;
+
+/// Connects to Resource Manager with `azure_identity`'s default chain
+/// (workload identity or a client secret from the environment, then
+/// managed identity) and the client's retries (exponential backoff with
+/// jitter, at least the answer's `Retry-After`, for 429 and 5xx).
+pub(super) async fn backend(
+    config: &mut Config,
+    clock: Arc<dyn Clock>,
+) -> Result<Backend, BackendError> {
+    let azure = config.azure.clone().ok_or_else(|| ConfigError::Invalid {
+        key: "azure".into(),
+        reason:
+            "required with cloud: azure: at least `subscription_id`, `resource_group` and `cluster`"
+                .into(),
+    })?;
+    // What needs no cloud is checked before any call, so a typo is named
+    // as the config's, not as a Resource Manager error.
+    azure.validate()?;
+    check_groups(config)?;
+    let connection = Connection {
+        endpoint: azure.endpoint_url.clone(),
+        no_retries: false,
+    };
+    let arm = connection.connect(gpupool_azure::default_credential()?)?;
+    if azure.discover_scale_sets {
+        let found = gpupool_azure::discover(
+            &arm,
+            &azure.subscription_id,
+            &azure.resource_group,
+            &config.region,
+            &azure.cluster,
+        )
+        .await?;
+        let groups = discovered(config, found)?;
+        super::add_discovered(config, groups, "give one a gpupool-node-group tag")?;
+        if config.node_groups.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "node_groups".into(),
+                reason: format!(
+                    "none declared, and no scale set of resource group {} is tagged {}: true, {}: {} and {}",
+                    azure.resource_group,
+                    gpupool_azure::compute::discovery::ENABLED_TAG,
+                    gpupool_azure::compute::discovery::NAME_TAG,
+                    azure.cluster,
+                    gpupool_azure::compute::discovery::MAX_TAG
+                ),
+            }
+            .into());
+        }
+        check_groups(config)?;
+    }
+    let prices = RetailPrices::new(
+        azure
+            .prices_url
+            .as_deref()
+            .unwrap_or(gpupool_azure::pricing::ENDPOINT),
+        &config.region,
+    )?;
+    let cloud = AzureCloud::connect(arm, &config.region, settings(config, &azure), prices).await?;
+    let location_zones = gpupool_cloud::Cloud::zones(&cloud).await?;
+    check_offered(config, &cloud, &location_zones)?;
+    Ok(Backend {
+        cloud: Arc::new(cloud),
+        clock,
+        extra_routes: None,
+    })
+}
+
+/// The groups the scale sets' tags declare. A scale set a declared group
+/// already uses is left to that group.
+fn discovered(
+    config: &Config,
+    found: Vec<gpupool_azure::TaggedScaleSet>,
+) -> Result<Vec<(String, NodeGroupConfig)>, ConfigError> {
+    let mut groups = Vec::new();
+    for s in found {
+        let declared = config.node_groups.iter().any(|g| {
+            g.azure.as_ref().and_then(|a| a.scale_set.as_deref()) == Some(s.name.as_str())
+        });
+        if declared {
+            tracing::info!(scale_set = %s.name, "scale set tagged for discovery is a declared group's; not discovered again");
+            continue;
+        }
+        let set = DiscoveredScaleSet {
+            name: s.name,
+            size: s.size,
+            zones: s.zones,
+            spot: s.spot,
+            tags: s.tags,
+        };
+        groups.push((format!("scale set {}", set.name), set.node_group()?));
+    }
+    Ok(groups)
+}
+
+/// The groups' Azure settings that need no catalog.
+fn check_groups(config: &Config) -> Result<(), ConfigError> {
+    for g in &config.node_groups {
+        let group_err = |key: String, reason: String| ConfigError::Group {
+            group: g.id.clone(),
+            key,
+            reason,
+        };
+        let azure = g.azure.as_ref().ok_or_else(|| {
+            group_err(
+                "azure".into(),
+                "required with cloud: azure: the Flexible scale set (azure.scale_set) or VM description (azure.vm) VMs are made from".into(),
+            )
+        })?;
+        azure
+            .validate_shape()
+            .map_err(|(key, reason)| group_err(key, reason))?;
+        crate::config::azure::check_zones(&config.region, &g.zones)
+            .map_err(|(key, reason)| group_err(key, reason))?;
+    }
+    Ok(())
+}
+
+/// Every zone a group names must offer its size to the subscription
+/// (Resource SKUs' zones less its restrictions), and a group that names
+/// none needs one zone of the location that does. Nothing is changed, so
+/// all groups are checked.
+fn check_offered(
+    config: &Config,
+    cloud: &AzureCloud,
+    location_zones: &[String],
+) -> Result<(), ConfigError> {
+    for g in &config.node_groups {
+        if g.zones.is_empty()
+            && !location_zones
+                .iter()
+                .any(|z| cloud.offers(z, &g.instance_type))
+        {
+            return Err(ConfigError::Group {
+                group: g.id.clone(),
+                key: "instance_type".into(),
+                reason: format!(
+                    "{} is not offered to this subscription in any zone of {} (Resource SKUs)",
+                    g.instance_type, config.region
+                ),
+            });
+        }
+        if let Some(zone) = g.zones.iter().find(|z| !cloud.offers(z, &g.instance_type)) {
+            return Err(ConfigError::Group {
+                group: g.id.clone(),
+                key: "zones".into(),
+                reason: format!(
+                    "{} is not offered to this subscription in {zone} (Resource SKUs); drop the zone or pick another size",
+                    g.instance_type
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What the Azure backend needs of each group.
+fn settings(config: &Config, azure: &AzureConfig) -> AzureSettings {
+    let groups = config
+        .node_groups
+        .iter()
+        .filter_map(|g| {
+            let a = g.azure.as_ref()?;
+            let source = match (&a.scale_set, &a.vm) {
+                (Some(s), _) => Source::ScaleSet(s.clone()),
+                (None, Some(vm)) => Source::Vm(VmSpec {
+                    image: vm.image.clone(),
+                    subnet_id: vm.subnet_id.clone(),
+                    admin_username: vm.admin_username.clone(),
+                    ssh_public_keys: vm.ssh_public_keys.clone(),
+                    os_disk_gib: vm.os_disk_gib,
+                    os_disk_type: vm.os_disk_type.clone(),
+                    custom_data: vm.custom_data.clone(),
+                    identities: vm.identities.clone(),
+                    accelerated_networking: vm.accelerated_networking,
+                }),
+                (None, None) => return None,
+            };
+            Some((
+                GroupId::new(g.id.clone()),
+                GroupSettings {
+                    source,
+                    sizes: a.all_sizes(&g.instance_type),
+                },
+            ))
+        })
+        .collect();
+    AzureSettings {
+        subscription_id: azure.subscription_id.clone(),
+        resource_group: azure.resource_group.clone(),
+        cluster: azure.cluster.clone(),
+        groups,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::azure::{TAG_MAX, TAG_MIN};
+    use gpupool_azure::compute::discovery::{MAX_TAG, MIN_TAG};
+
+    #[test]
+    fn the_config_reads_the_tags_discovery_looks_at() {
+        assert_eq!(TAG_MAX, MAX_TAG);
+        assert_eq!(TAG_MIN, MIN_TAG);
+    }
+}
