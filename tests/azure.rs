@@ -136,8 +136,13 @@ async fn ca_scales_azure_groups_through_gpupool_serve() {
     // Two spot H100 nodes: zone 1 is out, so both come from zone 2, in
     // AKS's providerID form.
     serve.increase("nd", 2).await;
+    // A Refresh while zone 1's VMs are still being made lists them too
+    // (they exist, pending); once they fail they are deleted and dropped.
     let nodes = serve
-        .nodes_when("nd", |n| cloud_ids(n, "azure").len() == 2)
+        .nodes_when("nd", |n| {
+            let ids = cloud_ids(n, "azure");
+            ids.len() == 2 && ids.iter().all(|id| id.contains("-2s0-"))
+        })
         .await;
     let prefix = format!(
         "azure:///subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Compute/virtualMachines/nd-"

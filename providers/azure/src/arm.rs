@@ -3,7 +3,7 @@
 //! from the environment, then managed identity), an endpoint (the public
 //! cloud's, or a local server in tests), and the retry policy every call
 //! goes through: 408, 429 and 5xx are retried with exponential backoff and
-//! jitter, waiting at least as long as the answer's `Retry-After`.
+//! jitter, waiting at least as long as the `Retry-After` of a 429 or 503.
 
 use azure_core::auth::TokenCredential;
 use azure_core::{ClientOptions, Context, ExponentialRetryOptions, Method, Pipeline, Request};

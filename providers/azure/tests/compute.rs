@@ -16,7 +16,7 @@ use gpupool_cloud::{
     PurchaseOption, RequestId,
 };
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -207,6 +207,17 @@ async fn a_spot_vm_is_made_into_the_flexible_scale_set_and_listed_in_aks_form() 
     );
     assert_eq!(body["tags"]["gpupool-cluster"], "prod");
     assert_eq!(body["tags"]["gpupool-group"], "nd");
+    // Its power state came from the scale set's filtered list.
+    let filtered = api
+        .calls_of("virtualMachines.list")
+        .into_iter()
+        .find(|c| c.query.contains_key("$filter"))
+        .expect("a list filtered to the scale set");
+    assert_eq!(
+        filtered.query.get("$expand").map(String::as_str),
+        Some("instanceView")
+    );
+    assert!(api.calls_of("virtualMachines.instanceView").is_empty());
     // The scale set was read with its userData, and the operation polled.
     let get = &api.calls_of("virtualMachineScaleSets.get")[0];
     assert_eq!(
@@ -331,7 +342,7 @@ async fn a_429_is_retried_after_its_retry_after() {
 }
 
 #[tokio::test]
-async fn throttling_past_the_retries_is_reported_as_throttled() {
+async fn a_429_the_client_does_not_retry_is_reported_as_throttled() {
     let api = ArmApi::start().await;
     api.add_scale_set("nd-h100", ND, &[]);
     let cloud = connect_with(
@@ -366,6 +377,32 @@ async fn a_lost_answer_retried_makes_one_vm_and_a_repeated_request_makes_none() 
         o.created.iter().map(|i| i.id.to_string()).collect()
     };
     assert_eq!(ids(&first), ids(&again));
+}
+
+#[tokio::test]
+async fn a_retry_asked_for_other_pools_counts_what_the_request_already_made() {
+    let (api, cloud) = nd_scale_set().await;
+    let spot = request("nd", "0000000000000abc", ND, PurchaseOption::Spot, 2);
+    let first = cloud.create_instances(&spot).await.expect("create");
+    assert_eq!(first.created.len(), 2, "{first:?}");
+    // The engine asks again for the same request, now on demand and
+    // avoiding the pool the first VMs came from: nothing more is made.
+    let mut again = spot.clone();
+    again.purchase = PurchaseOption::OnDemand;
+    again.avoid = vec![Offering {
+        instance_type: ND.into(),
+        zone: "eastus-1".into(),
+        capacity: CapacityType::Spot,
+    }];
+    let second = cloud.create_instances(&again).await.expect("repeat");
+    assert_eq!(second.created.len(), 2);
+    assert_eq!(api.calls_of("virtualMachines.createOrUpdate").len(), 2);
+    assert_eq!(api.vms().len(), 2);
+    // Asked for one more, it makes exactly one, named past the others.
+    again.count = 3;
+    let third = cloud.create_instances(&again).await.expect("one more");
+    assert_eq!(third.created.len(), 3);
+    assert_eq!(api.vms().len(), 3);
 }
 
 #[tokio::test]
@@ -453,19 +490,35 @@ async fn vms_of_other_clusters_are_not_listed_and_states_map() {
                "properties": {"provisioningState": "Succeeded", "hardwareProfile": {"vmSize": ND}, "priority": "Spot",
                               "instanceView": {"statuses": [{"code": "ProvisioningState/succeeded"}, {"code": "PowerState/deallocated"}]}}}),
     );
+    // A running VM whose last update failed still serves.
+    api.put_vm(
+        "nd-updated",
+        json!({"name": "nd-updated", "id": format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Compute/virtualMachines/nd-updated"),
+               "location": LOCATION, "zones": ["1"], "tags": {"gpupool-cluster": "prod", "gpupool-group": "nd"},
+               "properties": {"provisioningState": "Failed", "hardwareProfile": {"vmSize": ND},
+                              "instanceView": {"statuses": [{"code": "ProvisioningState/failed/VMExtensionProvisioningError"}, {"code": "PowerState/running"}]}}}),
+    );
     let listed = cloud.list_instances().await.expect("list");
-    let [vm] = listed.as_slice() else {
-        panic!("one VM of this cluster: {listed:?}");
+    let [vm, updated] = listed.as_slice() else {
+        panic!("two VMs of this cluster: {listed:?}");
     };
+    assert_eq!(updated.id.as_str(), "nd-updated");
+    assert_eq!(updated.state, InstanceState::Running);
     assert_eq!(vm.id.as_str(), "nd-stopped");
     assert_eq!(vm.state, InstanceState::Stopped);
     assert_eq!(vm.zone, "eastus-2");
     assert_eq!(vm.capacity_type, CapacityType::Spot);
-    // Listed with the instance view, where the power state is.
-    let list = &api.calls_of("virtualMachines.list")[0];
+    // VMs outside a scale set: their power state is read one by one (the
+    // resource group's list takes no instance view without a scale-set
+    // filter).
+    let views: BTreeSet<String> = api
+        .calls_of("virtualMachines.instanceView")
+        .into_iter()
+        .filter_map(|c| c.name)
+        .collect();
     assert_eq!(
-        list.query.get("$expand").map(String::as_str),
-        Some("instanceView")
+        views,
+        BTreeSet::from(["nd-stopped".to_owned(), "nd-updated".to_owned()])
     );
 }
 
@@ -521,6 +574,20 @@ async fn scale_sets_tagged_for_cluster_autoscaler_are_discovered() {
         ],
     );
     api.add_scale_set("untagged", NC, &[]);
+    // CA on Azure also tags Uniform scale sets; gpupool cannot make VMs
+    // into those, so they are skipped, not fatal.
+    api.add_scale_set(
+        "uniform",
+        NC,
+        &[
+            ("cluster-autoscaler-enabled", "true"),
+            ("cluster-autoscaler-name", "prod"),
+            ("max", "2"),
+        ],
+    );
+    api.edit_scale_set("uniform", |s| {
+        s["properties"]["orchestrationMode"] = json!("Uniform")
+    });
     let arm = Connection {
         endpoint: Some(api.base.clone()),
         no_retries: false,
@@ -538,7 +605,6 @@ async fn scale_sets_tagged_for_cluster_autoscaler_are_discovered() {
     assert_eq!(set.zones, ["eastus-1", "eastus-2"]);
     assert!(!set.spot);
     assert_eq!(set.tags.get("max").map(String::as_str), Some("4"));
-    let _: BTreeMap<String, String> = set.tags.clone();
 }
 
 #[tokio::test]

@@ -7,9 +7,11 @@
 //! `OverconstrainedAllocationRequest`, `OperationNotAllowed` for quota) is
 //! reported as exhausted and the next one is asked.
 //!
-//! Idempotent: each VM's name is made from the request and the pool, so a
-//! repeated call finds the VMs it made (they are counted, not asked for
-//! again) and a repeated PUT of a VM being made updates that VM. A VM whose
+//! Idempotent: a call first counts the VMs tagged with its request, in any
+//! pool, and asks only for the rest; each VM's name is made from the
+//! request and the pool, so a repeated PUT of a VM being made updates that
+//! VM instead of making another. VMs whose PUT was accepted are reported
+//! even when the list after them fails. A VM whose
 //! creation failed is left in the `Failed` state by Azure; it is deleted
 //! here, so no disk or NIC of it stays.
 
@@ -19,6 +21,7 @@ use super::errors::classify;
 use super::names;
 use super::operations::{self, Poll};
 use super::settings::{GroupSettings, Source};
+use azure_mgmt_compute::package_2024_07_01::models;
 use gpupool_cloud::{
     CapacityType, CloudError, CreateFailure, CreateOutcome, CreateRequest, ErrorClass, Instance,
     InstanceState, Offering, PurchaseOption,
@@ -76,8 +79,24 @@ impl AzureCloud {
             &request.zones
         };
         let avoid: BTreeSet<&Offering> = request.avoid.iter().collect();
-        let mut outcome = CreateOutcome::default();
-        let mut remaining = request.count;
+        // What earlier attempts of this request made, in any pool: a retry
+        // may be asked with other zones, purchase or pools to avoid, so it
+        // counts the request's VMs by their tag, not by the names it would
+        // give them now.
+        let initial = self.cluster_vms().await?;
+        let mut outcome = CreateOutcome {
+            created: initial
+                .iter()
+                .filter(|i| i.request_id.as_ref() == Some(&request.request_id))
+                .filter(|i| !is_failed(i) && i.state != InstanceState::ShuttingDown)
+                .cloned()
+                .collect(),
+            ..CreateOutcome::default()
+        };
+        let mut taken: BTreeSet<String> =
+            outcome.created.iter().map(|i| i.id.to_string()).collect();
+        let found = u32::try_from(outcome.created.len()).unwrap_or(u32::MAX);
+        let mut remaining = request.count.saturating_sub(found);
         let mut capacity_error: Option<CloudError> = None;
         'pools: for &capacity in phases {
             for (size_index, size) in sizes.iter().enumerate() {
@@ -99,9 +118,12 @@ impl AzureCloud {
                         size_index,
                         capacity,
                     };
-                    let result = self.create_in(request, group, &pool, remaining).await;
+                    let result = self
+                        .create_in(request, group, &pool, remaining, &initial, &taken)
+                        .await;
                     let made = u32::try_from(result.created.len()).unwrap_or(u32::MAX);
                     remaining = remaining.saturating_sub(made);
+                    taken.extend(result.created.iter().map(|i| i.id.to_string()));
                     outcome.created.extend(result.created);
                     match result.error {
                         None => {}
@@ -147,15 +169,19 @@ impl AzureCloud {
         Ok(outcome)
     }
 
-    /// Up to `count` VMs in one pool.
+    /// Up to `count` VMs in one pool, named past those the request
+    /// already holds (`taken`). `initial` is the cluster's VMs as listed
+    /// when the request started.
     async fn create_in(
         &self,
         request: &CreateRequest,
         group: &GroupSettings,
         pool: &Pool<'_>,
         count: u32,
+        initial: &[Instance],
+        taken: &BTreeSet<String>,
     ) -> PoolResult {
-        let wanted: Vec<String> = (0..count)
+        let wanted: Vec<String> = (0..)
             .map(|i| {
                 names::vm_name(
                     &request.group,
@@ -166,36 +192,34 @@ impl AzureCloud {
                     i,
                 )
             })
+            .filter(|n| !taken.contains(n))
+            .take(count as usize)
             .collect();
-        let fail = |error| PoolResult {
-            created: Vec::new(),
-            error: Some(error),
-        };
-        // What an earlier attempt of this request made here.
-        let before = match self.cluster_vms().await {
-            Ok(all) => all,
-            Err(e) => return fail(e),
-        };
         let mut error = None;
-        let mut missing = Vec::new();
         for name in &wanted {
-            match before.iter().find(|i| i.id.as_str() == name) {
-                Some(i) if is_failed(i) => {
-                    // A failed creation is retried from scratch.
-                    if let Err(e) = self.delete_one(name).await {
-                        return fail(e);
-                    }
-                    missing.push(name.as_str());
-                }
-                Some(_) => {}
-                None => missing.push(name.as_str()),
+            // A failed creation of an earlier attempt is made again from
+            // scratch.
+            if initial
+                .iter()
+                .any(|i| i.id.as_str() == name && is_failed(i))
+                && let Err(e) = self.delete_one(name).await
+            {
+                return PoolResult {
+                    created: Vec::new(),
+                    error: Some(e),
+                };
             }
         }
         let mut pending = Vec::new();
-        for name in &missing {
+        let mut accepted = Vec::new();
+        for name in &wanted {
             match self.put_vm(request, group, pool, name).await {
-                Ok(Some(p)) => pending.push((*name, p)),
-                Ok(None) => {}
+                Ok((poll, vm)) => {
+                    accepted.push(vm);
+                    if let Some(p) = poll {
+                        pending.push((name.as_str(), p));
+                    }
+                }
                 Err(e) => {
                     // The pool said no: ask it for no more.
                     error = Some(e);
@@ -208,9 +232,11 @@ impl AzureCloud {
             let result = operations::wait(&self.arm, &what, poll, first, CREATE_WAIT).await;
             (name, result)
         });
+        let mut lost = BTreeSet::new();
         for (name, result) in futures_util::future::join_all(waits).await {
             if let Err(e) = result {
                 if e.class != ErrorClass::Throttled {
+                    lost.insert(name.to_owned());
                     // Azure keeps the failed VM (and, with it, its disk
                     // and NIC): delete it now.
                     if let Err(cleanup) = self.delete_one(name).await {
@@ -220,15 +246,30 @@ impl AzureCloud {
                 error.get_or_insert(e);
             }
         }
-        let after = match self.cluster_vms().await {
-            Ok(all) => all,
-            Err(e) => return fail(error.unwrap_or(e)),
+        let created: Vec<Instance> = match self.cluster_vms().await {
+            Ok(after) => after
+                .into_iter()
+                .filter(|i| wanted.iter().any(|n| n == i.id.as_str()) && !is_failed(i))
+                .filter(|i| i.state != InstanceState::ShuttingDown)
+                .collect(),
+            // The PUTs Azure accepted made VMs whatever the list says now:
+            // they are reported from their answers, so a retry cannot
+            // ask for them again.
+            Err(e) => {
+                error.get_or_insert(e);
+                accepted
+                    .iter()
+                    .filter_map(|vm| {
+                        names::instance(vm, &self.location, &self.settings.cluster, None)
+                    })
+                    .filter(|i| !lost.contains(i.id.as_str()))
+                    .map(|mut i| {
+                        i.state = InstanceState::Pending;
+                        i
+                    })
+                    .collect()
+            }
         };
-        let created: Vec<Instance> = after
-            .into_iter()
-            .filter(|i| wanted.iter().any(|n| n == i.id.as_str()) && !is_failed(i))
-            .filter(|i| i.state != InstanceState::ShuttingDown)
-            .collect();
         if error.is_none() && created.len() < wanted.len() {
             error = Some(CloudError::other(
                 "CreateShort",
@@ -244,15 +285,15 @@ impl AzureCloud {
         PoolResult { created, error }
     }
 
-    /// Sends one VM's PUT; `Some` with where to poll its operation, `None`
-    /// when the answer already says it is made.
+    /// Sends one VM's PUT: where to poll its operation (`None` when the
+    /// answer already says it is made), and the VM as answered.
     async fn put_vm(
         &self,
         request: &CreateRequest,
         group: &GroupSettings,
         pool: &Pool<'_>,
         name: &str,
-    ) -> Result<Option<(Poll, Duration)>, CloudError> {
+    ) -> Result<(Option<(Poll, Duration)>, models::VirtualMachine), CloudError> {
         let tags = names::tags(&self.settings.cluster, &request.group, &request.request_id);
         let shape = Shape {
             name,
@@ -287,7 +328,12 @@ impl AzureCloud {
             .await
             .map_err(|e| classify(&format!("create VM {name}"), &e))?;
         let headers = answer.as_raw_response().headers();
-        Ok(Poll::from_headers(headers).map(|p| (p, operations::first_wait(headers))))
+        let poll = Poll::from_headers(headers).map(|p| (p, operations::first_wait(headers)));
+        let vm = answer
+            .into_body()
+            .await
+            .map_err(|e| classify(&format!("create VM {name}"), &e))?;
+        Ok((poll, vm))
     }
 }
 

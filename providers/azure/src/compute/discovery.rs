@@ -2,7 +2,8 @@
 //! group tagged as cluster-autoscaler on Azure discovers them
 //! (`--node-group-auto-discovery=label:cluster-autoscaler-enabled=true,cluster-autoscaler-name=<cluster>`),
 //! with their `min` and `max` tags, and node labels in
-//! `k8s.io_cluster-autoscaler_node-template_label_<key>` tags.
+//! `k8s.io_cluster-autoscaler_node-template_label_<key>` tags. Uniform
+//! scale sets (which take no VMs made apart) are skipped with a warning.
 
 use super::Limits;
 use super::errors::classify;
@@ -95,6 +96,17 @@ fn tagged(
         .get(ENABLED_TAG)
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     if !enabled || tags.get(NAME_TAG).map(String::as_str) != Some(cluster) {
+        return None;
+    }
+    let mode = set
+        .properties
+        .as_ref()
+        .and_then(|p| p.orchestration_mode.clone());
+    if mode != Some(models::OrchestrationMode::Flexible) {
+        tracing::warn!(
+            scale_set = ?set.resource.name,
+            "scale set tagged for cluster-autoscaler is not in Flexible orchestration mode; gpupool cannot make VMs into it, so it is not a group"
+        );
         return None;
     }
     let spot = set

@@ -155,19 +155,100 @@ impl AzureCloud {
     }
 
     /// Every VM of the resource group tagged for this cluster, with its
-    /// power state.
+    /// power state. The resource group's list carries no instance view
+    /// unless it is filtered to one scale set, so: one list of the resource
+    /// group; one list with `$expand=instanceView` per scale set holding
+    /// gpupool's VMs; and an `instanceView` read of each other VM whose
+    /// power state matters (made and not being deleted). Everything stays
+    /// within the resource group, where the role is assigned.
     async fn cluster_vms(&self) -> Result<Vec<Instance>, CloudError> {
-        let what = "virtualMachines.list";
-        let mut pages = self
-            .arm
-            .client
-            .virtual_machines_client()
-            .list(
-                &self.settings.resource_group,
-                &self.settings.subscription_id,
-            )
-            .expand("instanceView")
-            .into_stream();
+        let client = self.arm.client.virtual_machines_client();
+        let (rg, sub) = (
+            &self.settings.resource_group,
+            &self.settings.subscription_id,
+        );
+        let ours: Vec<models::VirtualMachine> = self
+            .all_vms("virtualMachines.list", client.list(rg, sub).into_stream())
+            .await?
+            .into_iter()
+            .filter(|vm| names::is_ours(vm, &self.settings.cluster))
+            .collect();
+        let key =
+            |vm: &models::VirtualMachine| vm.resource.id.as_deref().map(str::to_ascii_lowercase);
+        let sets: BTreeSet<String> = ours
+            .iter()
+            .filter_map(|vm| {
+                vm.properties
+                    .as_ref()?
+                    .virtual_machine_scale_set
+                    .as_ref()?
+                    .id
+                    .clone()
+            })
+            .collect();
+        let mut statuses: BTreeMap<String, Vec<models::InstanceViewStatus>> = BTreeMap::new();
+        for set in &sets {
+            let listed = self
+                .all_vms(
+                    "virtualMachines.list",
+                    client
+                        .list(rg, sub)
+                        .filter(format!("'virtualMachineScaleSet/id' eq '{set}'"))
+                        .expand("instanceView")
+                        .into_stream(),
+                )
+                .await?;
+            for vm in listed {
+                if let (Some(id), Some(view)) =
+                    (key(&vm), vm.properties.and_then(|p| p.instance_view))
+                {
+                    statuses.insert(id, view.statuses);
+                }
+            }
+        }
+        for vm in &ours {
+            let Some(id) = key(vm) else { continue };
+            let provisioning = vm
+                .properties
+                .as_ref()
+                .and_then(|p| p.provisioning_state.as_deref());
+            let settled = !matches!(provisioning, Some("Creating" | "Deleting"));
+            if statuses.contains_key(&id) || !settled {
+                continue;
+            }
+            let Some(name) = vm.resource.name.as_deref() else {
+                continue;
+            };
+            self.limits.read.until_ready().await;
+            match client.instance_view(rg, name, sub).await {
+                Ok(view) => {
+                    statuses.insert(id, view.statuses);
+                }
+                // Gone since the list: the next list drops it.
+                Err(e) if classify("", &e).code == NOT_FOUND => {}
+                Err(e) => {
+                    return Err(classify(
+                        &format!("virtualMachines.instanceView {name}"),
+                        &e,
+                    ));
+                }
+            }
+        }
+        Ok(ours
+            .iter()
+            .filter_map(|vm| {
+                let status = key(vm).and_then(|id| statuses.get(&id)).map(Vec::as_slice);
+                names::instance(vm, &self.location, &self.settings.cluster, status)
+            })
+            .collect())
+    }
+
+    /// Every VM of a paged list.
+    async fn all_vms(
+        &self,
+        what: &str,
+        mut pages: azure_core::Pageable<models::VirtualMachineListResult, azure_core::Error>,
+    ) -> Result<Vec<models::VirtualMachine>, CloudError> {
         let mut out = Vec::new();
         let mut count = 0;
         loop {
@@ -183,11 +264,7 @@ impl AzureCloud {
                     format!("{what}: more than {MAX_PAGES} pages"),
                 ));
             }
-            out.extend(
-                page.value
-                    .iter()
-                    .filter_map(|vm| names::instance(vm, &self.location, &self.settings.cluster)),
-            );
+            out.extend(page.value);
         }
         Ok(out)
     }

@@ -95,10 +95,46 @@ pub fn tag<'a>(tags: Option<&'a serde_json::Value>, key: &str) -> Option<&'a str
     tags?.get(key)?.as_str()
 }
 
+/// Whether gpupool tagged `vm` for `cluster`.
+pub fn is_ours(vm: &models::VirtualMachine, cluster: &str) -> bool {
+    tag(vm.resource.tags.as_ref(), CLUSTER) == Some(cluster)
+}
+
+/// The providerID of a VM's resource id, as the Azure
+/// cloud-controller-manager writes it: `azure://` and the id, with the
+/// resource group in lower case (Compute may return it upper-cased, and the
+/// node's providerID has it lower-cased).
+pub fn provider_id(resource_id: &str) -> ProviderId {
+    let lower = resource_id.to_ascii_lowercase();
+    let id = match lower.find("/resourcegroups/") {
+        Some(at) => {
+            let start = at + "/resourcegroups/".len();
+            let end = resource_id[start..]
+                .find('/')
+                .map_or(resource_id.len(), |e| start + e);
+            format!(
+                "{}{}{}",
+                &resource_id[..start],
+                &lower[start..end],
+                &resource_id[end..]
+            )
+        }
+        None => resource_id.to_owned(),
+    };
+    ProviderId::new(format!("azure://{id}"))
+}
+
 /// gpupool's view of a VM it tagged for this cluster; `None` for any other.
-pub fn instance(vm: &models::VirtualMachine, location: &str, cluster: &str) -> Option<Instance> {
+/// `statuses` is its instance view's, when read apart from the VM (the
+/// resource group's list carries none).
+pub fn instance(
+    vm: &models::VirtualMachine,
+    location: &str,
+    cluster: &str,
+    statuses: Option<&[models::InstanceViewStatus]>,
+) -> Option<Instance> {
     let tags = vm.resource.tags.as_ref();
-    if tag(tags, CLUSTER) != Some(cluster) {
+    if !is_ours(vm, cluster) {
         return None;
     }
     let group = tag(tags, GROUP)?;
@@ -120,11 +156,10 @@ pub fn instance(vm: &models::VirtualMachine, location: &str, cluster: &str) -> O
         .first()
         .map(|z| zone_label(location, z))
         .unwrap_or_default();
-    let (state, reason) = state(props);
+    let (state, reason) = state(props, statuses);
     Some(Instance {
         id: InstanceId::new(name.clone()),
-        // AKS's form: `azure://` and the VM's resource id.
-        provider_id: ProviderId::new(format!("azure://{id}")),
+        provider_id: provider_id(&id),
         // The node registers under its computer name, which gpupool sets to
         // the VM's name.
         node_name: Some(name.to_ascii_lowercase()),
@@ -143,19 +178,30 @@ pub fn instance(vm: &models::VirtualMachine, location: &str, cluster: &str) -> O
 
 /// The VM's state from its provisioning state and power state (the
 /// instance view's `PowerState/…` status, when listed with it).
-fn state(props: &models::VirtualMachineProperties) -> (InstanceState, Option<String>) {
+fn state(
+    props: &models::VirtualMachineProperties,
+    statuses: Option<&[models::InstanceViewStatus]>,
+) -> (InstanceState, Option<String>) {
     let provisioning = props.provisioning_state.as_deref().unwrap_or("Succeeded");
-    let statuses = props
-        .instance_view
-        .as_ref()
-        .map(|v| v.statuses.as_slice())
-        .unwrap_or_default();
+    let statuses = statuses.unwrap_or_else(|| {
+        props
+            .instance_view
+            .as_ref()
+            .map(|v| v.statuses.as_slice())
+            .unwrap_or_default()
+    });
     let power = statuses
         .iter()
         .filter_map(|s| s.code.as_deref())
         .find_map(|c| c.strip_prefix("PowerState/"));
     match (provisioning, power) {
         ("Deleting", _) => (InstanceState::ShuttingDown, None),
+        // A running VM can be `Failed` too (an extension or update that
+        // failed): it still serves.
+        ("Failed", Some("running")) => (
+            InstanceState::Running,
+            Some("ProvisioningState/failed while running".to_owned()),
+        ),
         // A VM whose creation failed stays, deallocated, until deleted:
         // the engine deletes what is stopped.
         ("Failed", _) => {
@@ -197,6 +243,14 @@ mod tests {
         let long = GroupId::new("g".repeat(80));
         assert!(
             vm_name(&long, &request, "eastus-1", CapacityType::OnDemand, 1, 99).len() <= MAX_NAME
+        );
+    }
+
+    #[test]
+    fn the_provider_id_has_the_resource_group_in_lower_case() {
+        assert_eq!(
+            provider_id("/subscriptions/S-1/resourceGroups/MC_GPU_Prod/providers/Microsoft.Compute/virtualMachines/nd-1").as_str(),
+            "azure:///subscriptions/S-1/resourceGroups/mc_gpu_prod/providers/Microsoft.Compute/virtualMachines/nd-1"
         );
     }
 

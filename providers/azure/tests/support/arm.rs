@@ -1,7 +1,8 @@
 //! A local Azure Resource Manager for the Compute calls gpupool makes: the
 //! REST paths, shapes and status codes of `Microsoft.Compute` 2024-07-01
-//! (virtualMachines createOrUpdate / get / list with `$expand=instanceView`
-//! and `nextLink` paging / delete, virtualMachineScaleSets get / list,
+//! (virtualMachines createOrUpdate / get / instanceView / list with
+//! `nextLink` paging, taking `$expand=instanceView` only with a scale-set
+//! `$filter` as the API does / delete, virtualMachineScaleSets get / list,
 //! resourceSkus list, operation status through `Azure-AsyncOperation` and
 //! `Location`), with the recorded resources and errors of
 //! `../recorded/arm/`. It keeps VMs and operations (each stays in progress
@@ -140,6 +141,10 @@ impl ArmApi {
             .route(
                 &format!("{rg}/virtualMachines/{{name}}"),
                 get(get_vm).put(put_vm).delete(delete_vm),
+            )
+            .route(
+                &format!("{rg}/virtualMachines/{{name}}/instanceView"),
+                get(instance_view),
             )
             .route(
                 &format!("{rg}/virtualMachineScaleSets"),
@@ -382,9 +387,11 @@ async fn skus(
     }
 }
 
+/// A VM's resource id as Compute returns it: the resource group upper-cased.
 fn vm_id(name: &str) -> String {
     format!(
-        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Compute/virtualMachines/{name}"
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/{name}",
+        RESOURCE_GROUP.to_ascii_uppercase()
     )
 }
 
@@ -417,12 +424,43 @@ async fn list_vms(
         return r;
     }
     let expand = q.get("$expand").map(String::as_str) == Some("instanceView");
+    // The one filter the API takes: the VMs of a scale set.
+    let set = match q.get("$filter") {
+        Some(f) => match f
+            .strip_prefix("'virtualMachineScaleSet/id' eq '")
+            .and_then(|r| r.strip_suffix('\''))
+        {
+            Some(id) => Some(id.to_ascii_lowercase()),
+            None => {
+                return error(400, "InvalidParameter", &format!("invalid $filter {f:?}"));
+            }
+        },
+        None => None,
+    };
+    if expand && set.is_none() {
+        return error(
+            400,
+            "InvalidParameter",
+            "$expand=instanceView can only be specified with a valid $filter ('virtualMachineScaleSet/id' eq ...).",
+        );
+    }
     // Two VMs a page, so paging is exercised.
     let skip: usize = q
         .get("$skiptoken")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let all: Vec<Value> = world.vms.values().map(|v| shown(v, expand)).collect();
+    let all: Vec<Value> = world
+        .vms
+        .values()
+        .filter(|v| {
+            set.as_ref().is_none_or(|id| {
+                v["properties"]["virtualMachineScaleSet"]["id"]
+                    .as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(id))
+            })
+        })
+        .map(|v| shown(v, expand))
+        .collect();
     let page: Vec<Value> = all.iter().skip(skip).take(2).cloned().collect();
     let mut body = json!({"value": page});
     if skip + 2 < all.len() {
@@ -430,6 +468,12 @@ async fn list_vms(
             "{base}/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Compute/virtualMachines?api-version={API_VERSION}&$skiptoken={}",
             skip + 2
         );
+        if let Some(f) = q.get("$filter") {
+            next.push_str(&format!(
+                "&$filter={}",
+                f.replace(' ', "%20").replace('\'', "%27")
+            ));
+        }
         if expand {
             next.push_str("&$expand=instanceView");
         }
@@ -457,6 +501,37 @@ async fn get_vm(
     }
     match world.vms.get(&name) {
         Some(vm) => answer(200, shown(vm, q.contains_key("$expand"))),
+        None => not_found(&name),
+    }
+}
+
+/// `virtualMachines/{name}/instanceView`: the VM's statuses.
+async fn instance_view(
+    State((_, world)): State<Shared>,
+    Path((_sub, _rg, name)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut world = world.lock().expect("world");
+    if let Some(r) = enter(
+        &mut world,
+        "virtualMachines.instanceView",
+        Some(&name),
+        &q,
+        &headers,
+        None,
+    ) {
+        return r;
+    }
+    match world.vms.get(&name) {
+        Some(vm) => {
+            let mut view = vm["properties"]["instanceView"].clone();
+            if view.is_null() {
+                view = json!({"statuses": []});
+            }
+            view["computerName"] = json!(name);
+            answer(200, view)
+        }
         None => not_found(&name),
     }
 }
