@@ -93,8 +93,14 @@ impl AzureCloud {
                 .collect(),
             ..CreateOutcome::default()
         };
-        let mut taken: BTreeSet<String> =
-            outcome.created.iter().map(|i| i.id.to_string()).collect();
+        // Names in use by the request are not given again, even a VM's
+        // that is being deleted (a PUT would land on it); a failed one's is,
+        // after it is deleted.
+        let mut taken: BTreeSet<String> = initial
+            .iter()
+            .filter(|i| i.request_id.as_ref() == Some(&request.request_id) && !is_failed(i))
+            .map(|i| i.id.to_string())
+            .collect();
         let found = u32::try_from(outcome.created.len()).unwrap_or(u32::MAX);
         let mut remaining = request.count.saturating_sub(found);
         let mut capacity_error: Option<CloudError> = None;
