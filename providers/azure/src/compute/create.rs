@@ -234,7 +234,7 @@ impl AzureCloud {
             }
         }
         let waits = pending.into_iter().map(|(name, (poll, first))| async move {
-            let what = format!("create VM {name}");
+            let what = format!("virtualMachines.createOrUpdate {name}");
             let result = operations::wait(&self.arm, &what, poll, first, CREATE_WAIT).await;
             (name, result)
         });
@@ -332,13 +332,13 @@ impl AzureCloud {
             )
             .send()
             .await
-            .map_err(|e| classify(&format!("create VM {name}"), &e))?;
+            .map_err(|e| classify(&format!("virtualMachines.createOrUpdate {name}"), &e))?;
         let headers = answer.as_raw_response().headers();
         let poll = Poll::from_headers(headers).map(|p| (p, operations::first_wait(headers)));
         let vm = answer
             .into_body()
             .await
-            .map_err(|e| classify(&format!("create VM {name}"), &e))?;
+            .map_err(|e| classify(&format!("virtualMachines.createOrUpdate {name}"), &e))?;
         Ok((poll, vm))
     }
 }

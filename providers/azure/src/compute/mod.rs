@@ -289,7 +289,7 @@ impl AzureCloud {
                 let headers = answer.as_raw_response().headers();
                 Ok(Poll::from_headers(headers).map(|p| (p, operations::first_wait(headers))))
             }
-            Err(e) => match classify(&format!("delete VM {name}"), &e) {
+            Err(e) => match classify(&format!("virtualMachines.delete {name}"), &e) {
                 e if e.code == NOT_FOUND => Ok(None),
                 e => Err(e),
             },
@@ -302,7 +302,7 @@ impl AzureCloud {
             Some((poll, first)) => {
                 operations::wait(
                     &self.arm,
-                    &format!("delete VM {name}"),
+                    &format!("virtualMachines.delete {name}"),
                     poll,
                     first,
                     DELETE_WAIT,
@@ -398,7 +398,7 @@ impl Cloud for AzureCloud {
         let waits = pending.into_iter().map(|(name, (poll, first))| async move {
             operations::wait(
                 &self.arm,
-                &format!("delete VM {name}"),
+                &format!("virtualMachines.delete {name}"),
                 poll,
                 first,
                 DELETE_WAIT,
