@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod boot;
 pub mod catalog;
+pub mod certs;
 pub mod cluster;
 pub mod config;
 pub mod explain;

@@ -612,3 +612,92 @@ async fn instances_of_groups_no_longer_configured_are_reported() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn gpupool_certs_writes_what_mtls_needs_and_keeps_existing_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tls");
+    let run = {
+        let out = out.clone();
+        move |extra: &[&str]| {
+            gpupool()
+                .args(["certs", "--out"])
+                .arg(&out)
+                .args(["--dns", "localhost"])
+                .args(extra)
+                .output()
+                .unwrap()
+        }
+    };
+    let made = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(&[])
+    })
+    .await
+    .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let path = |name: &str| out.join(name).display().to_string();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path("server.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "keys are the owner's only");
+    }
+    // The server takes them, and a client with the client certificate is
+    // let in over mTLS.
+    let yaml = format!(
+        "cloud: sim\nregion: sim-east-1\nserver:\n  grpc_listen: 127.0.0.1:0\n  http_listen: 127.0.0.1:0\n  tls: {{ cert: {}, key: {}, cacert: {} }}\nnode_groups:\n{GROUPS}",
+        path("server.crt"),
+        path("server.key"),
+        path("ca.crt")
+    );
+    let mut config = gpupool::config::Config::from_yaml(&yaml).unwrap();
+    let backend = gpupool::backend::from_config(&mut config, Arc::new(ManualClock::new(t0())))
+        .await
+        .unwrap();
+    let server = server::start(&config, backend).await.unwrap();
+    let read = |name: &str| std::fs::read(out.join(name)).unwrap();
+    let channel = Channel::from_shared(format!("https://localhost:{}", server.grpc_addr.port()))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(read("ca.crt")))
+                .domain_name("localhost")
+                .identity(Identity::from_pem(read("client.crt"), read("client.key"))),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let groups = CloudProviderClient::new(channel)
+        .node_groups(NodeGroupsRequest {})
+        .await
+        .unwrap();
+    assert_eq!(groups.into_inner().node_groups[0].id, "l4");
+    server.shutdown().await;
+
+    // Run again, it keeps what is there unless told.
+    let before = read("ca.crt");
+    let again = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(&[])
+    })
+    .await
+    .unwrap();
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("ca.crt: exists; pass --force"), "{stderr}");
+    assert_eq!(read("ca.crt"), before);
+    let forced = tokio::task::spawn_blocking(move || run(&["--force"]))
+        .await
+        .unwrap();
+    assert!(forced.status.success());
+    assert_ne!(read("ca.crt"), before, "--force makes a new CA");
+}

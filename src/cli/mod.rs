@@ -1,5 +1,6 @@
 //! Command-line interface.
 
+mod certs;
 mod check;
 mod client;
 mod explain;
@@ -35,6 +36,8 @@ enum Command {
     ExplainPod(explain::Args),
     /// Print the built-in price table: per instance and per GPU, on-demand and spot
     Prices(prices::Args),
+    /// Write a CA and the server and client certificates for mTLS between CA and gpupool
+    Certs(certs::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -45,6 +48,7 @@ pub fn main() -> ExitCode {
         Command::Groups(args) => groups::run(args).map(|()| ExitCode::SUCCESS),
         Command::ExplainPod(args) => explain::run(args),
         Command::Prices(args) => prices::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Certs(args) => certs::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
