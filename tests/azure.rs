@@ -213,16 +213,22 @@ async fn ca_scales_azure_groups_through_gpupool_serve() {
     assert_eq!(serve.target("nd").await, 1);
     drop(serve);
 
-    // A zone the subscription may not use: refused before serving, by name.
+    // A zone outside the group's scale set, then (the scale set spanning
+    // it) a zone the subscription may not use: each refused before
+    // serving, by name.
     let bad = dir.path().join("bad.yaml");
     let text =
         config(&api.base).replace("zones: [eastus-1, eastus-2]", "zones: [eastus-1, eastus-3]");
     std::fs::write(&bad, text).unwrap();
-    let out = command(&bad, &token_file, &api.base).output().unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("Standard_ND96isr_H100_v5 is not offered to this subscription in eastus-3"),
-        "{stderr}"
-    );
+    let refused = |expected: &str| {
+        let out = command(&bad, &token_file, &api.base).output().unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    };
+    refused("eastus-3 is not a zone of scale set nd-h100 (eastus-1, eastus-2)");
+    api.edit_scale_set("nd-h100", |s| {
+        s["zones"] = serde_json::json!(["1", "2", "3"])
+    });
+    refused("Standard_ND96isr_H100_v5 is not offered to this subscription in eastus-3");
 }

@@ -138,6 +138,32 @@ fn check_offered(
     location_zones: &[String],
 ) -> Result<(), ConfigError> {
     for g in &config.node_groups {
+        if let Some(set_zones) = cloud.scale_set_zones(&GroupId::new(g.id.clone())) {
+            let set = g
+                .azure
+                .as_ref()
+                .and_then(|a| a.scale_set.as_deref())
+                .unwrap_or_default();
+            if set_zones.is_empty() {
+                return Err(ConfigError::Group {
+                    group: g.id.clone(),
+                    key: "azure.scale_set".into(),
+                    reason: format!(
+                        "scale set {set} is regional (no zones); gpupool places each VM in one zone, and a regional scale set takes no zonal VMs: give it zones"
+                    ),
+                });
+            }
+            if let Some(zone) = g.zones.iter().find(|z| !set_zones.contains(z)) {
+                return Err(ConfigError::Group {
+                    group: g.id.clone(),
+                    key: "zones".into(),
+                    reason: format!(
+                        "{zone} is not a zone of scale set {set} ({}); its VMs can only be in those",
+                        set_zones.join(", ")
+                    ),
+                });
+            }
+        }
         if g.zones.is_empty()
             && !location_zones
                 .iter()

@@ -406,6 +406,38 @@ async fn a_retry_asked_for_other_pools_counts_what_the_request_already_made() {
 }
 
 #[tokio::test]
+async fn vms_join_their_scale_set_only_in_its_zones() {
+    let api = ArmApi::start().await;
+    api.add_scale_set("nc-a100", NC, &[]);
+    api.edit_scale_set("nc-a100", |s| s["zones"] = json!(["2"]));
+    let cloud = connect(
+        &api,
+        settings(&[("nc", Source::ScaleSet("nc-a100".into()), &[NC])]),
+    )
+    .await;
+    // The size is offered in all three zones, the scale set spans one.
+    assert!(cloud.offers("eastus-1", NC));
+    let outcome = cloud
+        .create_instances(&request(
+            "nc",
+            "0000000000000def",
+            NC,
+            PurchaseOption::OnDemand,
+            2,
+        ))
+        .await
+        .expect("create");
+    assert_eq!(outcome.created.len(), 2, "{outcome:?}");
+    assert!(outcome.created.iter().all(|i| i.zone == "eastus-2"));
+    let zones: BTreeSet<String> = api
+        .calls_of("virtualMachines.createOrUpdate")
+        .iter()
+        .map(|c| c.body.as_ref().unwrap()["zones"].to_string())
+        .collect();
+    assert_eq!(zones, BTreeSet::from([r#"["2"]"#.to_owned()]));
+}
+
+#[tokio::test]
 async fn delete_removes_exactly_the_named_vms_through_location_polling() {
     let api = ArmApi::start().await;
     api.set_polls_per_operation(2);

@@ -73,11 +73,18 @@ impl AzureCloud {
                 .filter(|s| **s != request.instance_type)
                 .cloned(),
         );
-        let zones = if request.zones.is_empty() {
+        let requested = if request.zones.is_empty() {
             &self.zones
         } else {
             &request.zones
         };
+        // A VM joins a Flexible scale set only in one of its zones.
+        let set_zones = self.scale_set_zones(&request.group);
+        let zones: &Vec<String> = &requested
+            .iter()
+            .filter(|z| set_zones.as_ref().is_none_or(|s| s.contains(z)))
+            .cloned()
+            .collect();
         let avoid: BTreeSet<&Offering> = request.avoid.iter().collect();
         // What earlier attempts of this request made, in any pool: a retry
         // may be asked with other zones, purchase or pools to avoid, so it

@@ -35,8 +35,8 @@ use errors::{NOT_FOUND, classify};
 use futures_util::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use gpupool_cloud::{
-    Cloud, CloudError, CreateOutcome, CreateRequest, Instance, InstanceId, InstanceType, Price,
-    PriceSource,
+    Cloud, CloudError, CreateOutcome, CreateRequest, GroupId, Instance, InstanceId, InstanceType,
+    Price, PriceSource,
 };
 use operations::Poll;
 use std::collections::{BTreeMap, BTreeSet};
@@ -141,6 +141,22 @@ impl AzureCloud {
     /// Resource SKUs said at connect.
     pub fn offers(&self, zone: &str, size: &str) -> bool {
         self.offered.contains(&(zone.to_owned(), size.to_owned()))
+    }
+
+    /// The zones (labels) of a group's scale set, as read at connect;
+    /// `None` for a group made from a VM description. A regional scale set
+    /// has none.
+    pub fn scale_set_zones(&self, group: &GroupId) -> Option<Vec<String>> {
+        let Source::ScaleSet(name) = &self.settings.groups.get(group)?.source else {
+            return None;
+        };
+        let set = self.scale_sets.get(name)?;
+        Some(
+            set.zones
+                .iter()
+                .map(|z| names::zone_label(&self.location, z))
+                .collect(),
+        )
     }
 
     /// Every size a group names, once.
