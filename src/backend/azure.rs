@@ -128,17 +128,22 @@ fn check_groups(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Every zone a group names must offer its size to the subscription
-/// (Resource SKUs' zones less its restrictions), and a group that names
-/// none needs one zone of the location that does. Nothing is changed, so
-/// all groups are checked.
+/// Every group's zones against its scale set's (a VM joins a Flexible
+/// scale set only in one of them) and against Resource SKUs (zones less
+/// the subscription's restrictions).
 fn check_offered(
     config: &Config,
     cloud: &AzureCloud,
     location_zones: &[String],
 ) -> Result<(), ConfigError> {
+    let by = super::OfferedBy {
+        offered: "offered to this subscription",
+        source: "Resource SKUs",
+        kind: "size",
+    };
     for g in &config.node_groups {
-        if let Some(set_zones) = cloud.scale_set_zones(&GroupId::new(g.id.clone())) {
+        let set_zones = cloud.scale_set_zones(&GroupId::new(g.id.clone()));
+        if let Some(set_zones) = &set_zones {
             let set = g
                 .azure
                 .as_ref()
@@ -164,30 +169,9 @@ fn check_offered(
                 });
             }
         }
-        if g.zones.is_empty()
-            && !location_zones
-                .iter()
-                .any(|z| cloud.offers(z, &g.instance_type))
-        {
-            return Err(ConfigError::Group {
-                group: g.id.clone(),
-                key: "instance_type".into(),
-                reason: format!(
-                    "{} is not offered to this subscription in any zone of {} (Resource SKUs)",
-                    g.instance_type, config.region
-                ),
-            });
-        }
-        if let Some(zone) = g.zones.iter().find(|z| !cloud.offers(z, &g.instance_type)) {
-            return Err(ConfigError::Group {
-                group: g.id.clone(),
-                key: "zones".into(),
-                reason: format!(
-                    "{} is not offered to this subscription in {zone} (Resource SKUs); drop the zone or pick another size",
-                    g.instance_type
-                ),
-            });
-        }
+        // A group that names no zones is placed in its scale set's.
+        let zones = set_zones.as_deref().unwrap_or(location_zones);
+        super::check_offered_zones(config, g, zones, |z, t| cloud.offers(z, t), &by)?;
     }
     Ok(())
 }

@@ -106,40 +106,19 @@ fn check_groups(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Every zone a group names must offer its machine type (the region's
-/// zones differ: A3 is in few of them), and a group that names none needs
-/// one zone of the region that does. Nothing is changed, so all groups are
-/// checked.
+/// Every group's zones against `machineTypes.list` (A3 is in few zones).
 fn check_offered(
     config: &Config,
     cloud: &GceCloud,
     region_zones: &[String],
 ) -> Result<(), ConfigError> {
+    let by = super::OfferedBy {
+        offered: "offered",
+        source: "machineTypes.list",
+        kind: "type",
+    };
     for g in &config.node_groups {
-        if g.zones.is_empty()
-            && !region_zones
-                .iter()
-                .any(|z| cloud.offers(z, &g.instance_type))
-        {
-            return Err(ConfigError::Group {
-                group: g.id.clone(),
-                key: "instance_type".into(),
-                reason: format!(
-                    "{} is not offered in any zone of {} (machineTypes.list)",
-                    g.instance_type, config.region
-                ),
-            });
-        }
-        if let Some(zone) = g.zones.iter().find(|z| !cloud.offers(z, &g.instance_type)) {
-            return Err(ConfigError::Group {
-                group: g.id.clone(),
-                key: "zones".into(),
-                reason: format!(
-                    "{} is not offered in {zone} (machineTypes.list); drop the zone or pick another type",
-                    g.instance_type
-                ),
-            });
-        }
+        super::check_offered_zones(config, g, region_zones, |z, t| cloud.offers(z, t), &by)?;
     }
     Ok(())
 }

@@ -117,6 +117,56 @@ fn add_discovered(
     Ok(())
 }
 
+/// How a cloud says where it offers a type, for start-up errors.
+#[cfg(any(feature = "gcp", feature = "azure"))]
+struct OfferedBy<'a> {
+    /// `offered` or `offered to this subscription`.
+    offered: &'a str,
+    /// The call that said so: `machineTypes.list`.
+    source: &'a str,
+    /// `type` or `size`.
+    kind: &'a str,
+}
+
+/// Every zone a group names must offer its type (a region's zones differ:
+/// the big GPU types are in few of them), and a group that names none needs
+/// one zone of the region that does. Nothing is changed, so all groups are
+/// checked before serving.
+#[cfg(any(feature = "gcp", feature = "azure"))]
+fn check_offered_zones(
+    config: &Config,
+    group: &crate::config::NodeGroupConfig,
+    region_zones: &[String],
+    offers: impl Fn(&str, &str) -> bool,
+    by: &OfferedBy<'_>,
+) -> Result<(), ConfigError> {
+    let t = &group.instance_type;
+    let err = |key: &str, reason: String| ConfigError::Group {
+        group: group.id.clone(),
+        key: key.into(),
+        reason,
+    };
+    if group.zones.is_empty() && !region_zones.iter().any(|z| offers(z, t)) {
+        return Err(err(
+            "instance_type",
+            format!(
+                "{t} is not {} in any zone of {} ({})",
+                by.offered, config.region, by.source
+            ),
+        ));
+    }
+    if let Some(zone) = group.zones.iter().find(|z| !offers(z, t)) {
+        return Err(err(
+            "zones",
+            format!(
+                "{t} is not {} in {zone} ({}); drop the zone or pick another {}",
+                by.offered, by.source, by.kind
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The simulator's admin API: `POST /sim/v1/instances/{id}/interrupt` sends a
 /// spot interruption notice to one instance now.
 pub fn sim_routes(sim: Arc<SimCloud>) -> axum::Router {

@@ -5,7 +5,7 @@
 //! into the Azure crate's settings.
 
 use super::aws::{check_endpoint_url, primary_first, validate_alternates};
-use super::{ConfigError, NodeGroupConfig, TaintConfig, TaintEffect};
+use super::{ConfigError, NodeGroupConfig};
 use gpupool_cloud::InstanceType;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -339,10 +339,11 @@ pub struct DiscoveredScaleSet {
 /// gpupool's own for what they do not say.
 pub const TAG_MIN: &str = "min";
 pub const TAG_MAX: &str = "max";
-/// Node labels and taints of a group at zero: the key's `/` written `_`
-/// and its `_` written `~2`; a taint's value is `value:Effect`.
-pub const TAG_LABEL_PREFIX: &str = "k8s.io_cluster-autoscaler_node-template_label_";
-pub const TAG_TAINT_PREFIX: &str = "k8s.io_cluster-autoscaler_node-template_taint_";
+/// CA's node template of a group at zero, as tags:
+/// `k8s.io_cluster-autoscaler_node-template_<label|taint|resources|autoscaling-options>_<key>`,
+/// the key's `/` written `_` and its `_` written `~2` (a taint's value is
+/// `value:Effect`): CA's `k8s.io/cluster-autoscaler/node-template/` keys.
+pub const TAG_TEMPLATE_PREFIX: &str = "k8s.io_cluster-autoscaler_node-template_";
 /// The group's id when the scale set's name is not one.
 pub const TAG_NODE_GROUP: &str = "gpupool-node-group";
 /// `spot`, `on-demand` or `spot-then-on-demand` (else: the profile's
@@ -402,27 +403,23 @@ impl DiscoveredScaleSet {
                 ),
             ));
         }
-        let mut labels = BTreeMap::new();
-        let mut taints = Vec::new();
+        // CA's node-template tags become the group's CA template
+        // annotations, read like those of declared groups and of AWS tags.
+        let mut annotations = BTreeMap::new();
         for (k, v) in &self.tags {
-            if let Some(key) = k.strip_prefix(TAG_LABEL_PREFIX) {
-                labels.insert(decode_key(key), v.clone());
-            } else if let Some(key) = k.strip_prefix(TAG_TAINT_PREFIX) {
-                let (value, effect) = v
-                    .rsplit_once(':')
-                    .ok_or_else(|| err(k, format!("{v:?} is not value:Effect")))?;
-                let effect: TaintEffect = serde_yaml::from_str(effect).map_err(|_| {
-                    err(
-                        k,
-                        format!("{effect:?} is not NoSchedule, PreferNoSchedule or NoExecute"),
-                    )
-                })?;
-                taints.push(TaintConfig {
-                    key: decode_key(key),
-                    value: value.to_owned(),
-                    effect,
-                });
-            }
+            let Some(rest) = k.strip_prefix(TAG_TEMPLATE_PREFIX) else {
+                continue;
+            };
+            let (kind, name) = rest.split_once('_').ok_or_else(|| {
+                err(
+                    k,
+                    "expected label_<key>, taint_<key>, resources_<name> or autoscaling-options_<option> after the prefix".into(),
+                )
+            })?;
+            annotations.insert(
+                format!("{}{kind}/{}", super::CA_TEMPLATE_PREFIX, decode_key(name)),
+                v.clone(),
+            );
         }
         Ok(NodeGroupConfig {
             id,
@@ -431,9 +428,9 @@ impl DiscoveredScaleSet {
             instance_type: self.size.clone(),
             zones: self.zones.clone(),
             capacity_type,
-            labels,
-            taints,
-            annotations: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            taints: Vec::new(),
+            annotations,
             aws: None,
             gcp: None,
             azure: Some(AzureGroupConfig {
@@ -611,12 +608,18 @@ mod tests {
         .expect("a group");
         assert_eq!((g.id.as_str(), g.min_size, g.max_size), ("nd-h100", 1, 6));
         assert_eq!(g.capacity_type, Some(gpupool_cloud::PurchaseOption::Spot));
+        // The node-template tags are CA's template keys, which the group's
+        // template node carries once the config is checked.
+        let spec = group_spec(g.clone());
         assert_eq!(
-            g.labels.get("gpupool.dev/team").map(String::as_str),
+            spec.labels.get("gpupool.dev/team").map(String::as_str),
             Some("research")
         );
-        assert_eq!(g.labels.get("node_pool").map(String::as_str), Some("gpu"));
-        assert_eq!(g.taints[0].key, "nvidia.com/gpu");
+        assert_eq!(
+            spec.labels.get("node_pool").map(String::as_str),
+            Some("gpu")
+        );
+        assert_eq!(spec.taints[0].key, "nvidia.com/gpu");
         assert_eq!(
             g.azure.and_then(|a| a.scale_set).as_deref(),
             Some("nd-h100")
@@ -636,7 +639,14 @@ mod tests {
         upper.name = "ND_H100".into();
         let e = upper.node_group().expect_err("not an id").to_string();
         assert!(e.contains(TAG_NODE_GROUP), "{e}");
-        let e = scale_set(&[
+        let e = scale_set(&[(TAG_MAX, "2"), (TAG_TEMPLATE_PREFIX, "x")])
+            .node_group()
+            .expect_err("no kind")
+            .to_string();
+        assert!(e.contains(&format!("tag {TAG_TEMPLATE_PREFIX}")), "{e}");
+        // A malformed template tag is refused when the group is checked,
+        // naming the CA template key it stands for.
+        let g = scale_set(&[
             (TAG_MAX, "2"),
             (
                 "k8s.io_cluster-autoscaler_node-template_taint_gpu",
@@ -644,8 +654,25 @@ mod tests {
             ),
         ])
         .node_group()
-        .expect_err("bad taint")
-        .to_string();
-        assert!(e.contains("value:Effect"), "{e}");
+        .expect("a group");
+        let mut config: Config =
+            serde_yaml::from_str(&format!("{HEAD}node_groups: []\n")).expect("parses");
+        config.node_groups.push(g);
+        let e = config
+            .validate(&catalog(), None)
+            .expect_err("bad taint")
+            .to_string();
+        assert!(
+            e.contains("node-template/taint/gpu") && e.contains("<value>:<Effect>"),
+            "{e}"
+        );
+    }
+
+    /// A discovered group checked with the rest of an Azure config.
+    fn group_spec(group: NodeGroupConfig) -> GroupSpec {
+        let mut config: Config =
+            serde_yaml::from_str(&format!("{HEAD}node_groups: []\n")).expect("parses");
+        config.node_groups.push(group);
+        config.validate(&catalog(), None).expect("valid").remove(0)
     }
 }

@@ -7,6 +7,7 @@
 mod clock;
 mod error;
 mod ids;
+pub mod pools;
 mod types;
 
 pub use clock::{Clock, ManualClock, SystemClock};

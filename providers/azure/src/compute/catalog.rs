@@ -6,14 +6,13 @@
 //! for the location or some zones).
 
 use super::Limits;
-use super::errors::classify;
 use super::names::zone_label;
+use super::paging;
 use crate::arm::Arm;
 use crate::sizes::gpu_info;
 use azure_mgmt_compute::package_2024_07_01::models::{
     self, resource_sku_restrictions::Type as RestrictionType,
 };
-use futures_util::StreamExt;
 use gpupool_cloud::{Arch, CloudError, InstanceType};
 use std::collections::BTreeSet;
 
@@ -38,28 +37,14 @@ pub(super) async fn read(
     named: &BTreeSet<String>,
     limits: &Limits,
 ) -> Result<Live, CloudError> {
-    let what = "resourceSkus.list";
-    let mut pages = arm
+    let pages = arm
         .client
         .resource_skus_client()
         .list(subscription)
         .filter(format!("location eq '{location}'"))
         .into_stream();
     let mut live = Live::default();
-    let mut count = 0;
-    loop {
-        limits.read.until_ready().await;
-        let Some(page) = pages.next().await else {
-            break;
-        };
-        let page = page.map_err(|e| classify(what, &e))?;
-        count += 1;
-        if count > MAX_PAGES {
-            return Err(CloudError::other(
-                "TooManyPages",
-                format!("{what}: more than {MAX_PAGES} pages"),
-            ));
-        }
+    for page in paging::all("resourceSkus.list", limits, MAX_PAGES, pages).await? {
         for sku in &page.value {
             read_sku(sku, location, named, &mut live);
         }

@@ -22,9 +22,9 @@ use super::names;
 use super::operations::{self, Poll};
 use super::settings::{GroupSettings, Source};
 use azure_mgmt_compute::package_2024_07_01::models;
+use gpupool_cloud::pools::{Filler, Pool, PoolResult};
 use gpupool_cloud::{
-    CapacityType, CloudError, CreateFailure, CreateOutcome, CreateRequest, ErrorClass, Instance,
-    InstanceState, Offering, PurchaseOption,
+    CloudError, CreateOutcome, CreateRequest, ErrorClass, Instance, InstanceState,
 };
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -33,21 +33,6 @@ use std::time::Duration;
 /// within a few minutes; past this the engine asks again with the same
 /// names.
 const CREATE_WAIT: Duration = Duration::from_secs(15 * 60);
-
-/// One place to buy: a zone, a size (and its index among the group's, for
-/// names) and a priority.
-struct Pool<'a> {
-    zone: &'a str,
-    size: &'a str,
-    size_index: usize,
-    capacity: CapacityType,
-}
-
-/// What one pool made, and why it made fewer than asked.
-struct PoolResult {
-    created: Vec<Instance>,
-    error: Option<CloudError>,
-}
 
 impl AzureCloud {
     pub(super) async fn create(
@@ -60,19 +45,6 @@ impl AzureCloud {
                 format!("group {} has no Azure settings", request.group),
             )
         })?;
-        let phases: &[CapacityType] = match request.purchase {
-            PurchaseOption::OnDemand => &[CapacityType::OnDemand],
-            PurchaseOption::Spot => &[CapacityType::Spot],
-            PurchaseOption::SpotThenOnDemand => &[CapacityType::Spot, CapacityType::OnDemand],
-        };
-        let mut sizes = vec![request.instance_type.clone()];
-        sizes.extend(
-            group
-                .sizes
-                .iter()
-                .filter(|s| **s != request.instance_type)
-                .cloned(),
-        );
         let requested = if request.zones.is_empty() {
             &self.zones
         } else {
@@ -80,18 +52,17 @@ impl AzureCloud {
         };
         // A VM joins a Flexible scale set only in one of its zones.
         let set_zones = self.scale_set_zones(&request.group);
-        let zones: &Vec<String> = &requested
+        let zones: Vec<String> = requested
             .iter()
             .filter(|z| set_zones.as_ref().is_none_or(|s| s.contains(z)))
             .cloned()
             .collect();
-        let avoid: BTreeSet<&Offering> = request.avoid.iter().collect();
         // What earlier attempts of this request made, in any pool: a retry
         // may be asked with other zones, purchase or pools to avoid, so it
         // counts the request's VMs by their tag, not by the names it would
         // give them now.
         let initial = self.cluster_vms().await?;
-        let mut outcome = CreateOutcome {
+        let outcome = CreateOutcome {
             created: initial
                 .iter()
                 .filter(|i| i.request_id.as_ref() == Some(&request.request_id))
@@ -108,78 +79,21 @@ impl AzureCloud {
             .filter(|i| i.request_id.as_ref() == Some(&request.request_id) && !is_failed(i))
             .map(|i| i.id.to_string())
             .collect();
-        let found = u32::try_from(outcome.created.len()).unwrap_or(u32::MAX);
-        let mut remaining = request.count.saturating_sub(found);
-        let mut capacity_error: Option<CloudError> = None;
-        'pools: for &capacity in phases {
-            for (size_index, size) in sizes.iter().enumerate() {
-                for zone in zones {
-                    if remaining == 0 {
-                        break 'pools;
-                    }
-                    let offering = Offering {
-                        instance_type: size.clone(),
-                        zone: zone.clone(),
-                        capacity,
-                    };
-                    if avoid.contains(&offering) || !self.offers(zone, size) {
-                        continue;
-                    }
-                    let pool = Pool {
-                        zone,
-                        size,
-                        size_index,
-                        capacity,
-                    };
-                    let result = self
-                        .create_in(request, group, &pool, remaining, &initial, &taken)
-                        .await;
-                    let made = u32::try_from(result.created.len()).unwrap_or(u32::MAX);
-                    remaining = remaining.saturating_sub(made);
-                    taken.extend(result.created.iter().map(|i| i.id.to_string()));
-                    outcome.created.extend(result.created);
-                    match result.error {
-                        None => {}
-                        Some(e) if e.class == ErrorClass::OutOfResources => {
-                            tracing::info!(
-                                group = %request.group, pool = %offering, code = %e.code,
-                                "pool out of capacity; trying the next"
-                            );
-                            outcome.exhausted.push(offering);
-                            capacity_error = Some(e);
-                        }
-                        // Anything else (a bad image, permissions,
-                        // throttling past retries) fails the same way in
-                        // every pool: stop here.
-                        Some(e) if outcome.created.is_empty() => return Err(e),
-                        Some(e) => {
-                            outcome.failed = Some(CreateFailure {
-                                count: remaining,
-                                error: e,
-                            });
-                            return Ok(outcome);
-                        }
-                    }
-                }
-            }
+        let mut filler = Filler::new(
+            request,
+            &group.sizes,
+            &zones,
+            |zone, size| self.offers(zone, size),
+            outcome,
+        );
+        while let Some((pool, count)) = filler.next_pool() {
+            let result = self
+                .create_in(request, group, &pool, count, &initial, &taken)
+                .await;
+            taken.extend(result.created.iter().map(|i| i.id.to_string()));
+            filler.record(result);
         }
-        if remaining > 0 {
-            let error = capacity_error.unwrap_or_else(|| {
-                CloudError::out_of_resources(
-                    "NoOffering",
-                    format!(
-                        "no zone of {} offers {} without being avoided",
-                        zones.join(", "),
-                        sizes.join(" or ")
-                    ),
-                )
-            });
-            outcome.failed = Some(CreateFailure {
-                count: remaining,
-                error,
-            });
-        }
-        Ok(outcome)
+        filler.finish()
     }
 
     /// Up to `count` VMs in one pool, named past those the request
@@ -201,7 +115,7 @@ impl AzureCloud {
                     &request.request_id,
                     pool.zone,
                     pool.capacity,
-                    pool.size_index,
+                    pool.type_index,
                     i,
                 )
             })
@@ -290,7 +204,7 @@ impl AzureCloud {
                     "{} of {} {} VMs in {} listed after their creation succeeded",
                     created.len(),
                     wanted.len(),
-                    pool.size,
+                    pool.instance_type,
                     pool.zone
                 ),
             ));
@@ -312,7 +226,7 @@ impl AzureCloud {
             name,
             location: &self.location,
             zone: names::arm_zone(pool.zone),
-            size: pool.size,
+            size: pool.instance_type,
             capacity: pool.capacity,
             max_price: request.max_spot_price,
             tags: &tags,

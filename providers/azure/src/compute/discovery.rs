@@ -6,11 +6,10 @@
 //! scale sets (which take no VMs made apart) are skipped with a warning.
 
 use super::Limits;
-use super::errors::classify;
 use super::names::zone_label;
+use super::paging;
 use crate::arm::Arm;
 use azure_mgmt_compute::package_2024_07_01::models;
-use futures_util::StreamExt;
 use gpupool_cloud::CloudError;
 use std::collections::BTreeMap;
 
@@ -44,34 +43,23 @@ pub async fn discover(
     location: &str,
     cluster: &str,
 ) -> Result<Vec<TaggedScaleSet>, CloudError> {
-    let what = "virtualMachineScaleSets.list";
-    let limits = Limits::new();
-    let mut pages = arm
+    let pages = arm
         .client
         .virtual_machine_scale_sets_client()
         .list(resource_group, subscription)
         .into_stream();
-    let mut found = Vec::new();
-    let mut count = 0;
-    loop {
-        limits.read.until_ready().await;
-        let Some(page) = pages.next().await else {
-            break;
-        };
-        let page = page.map_err(|e| classify(what, &e))?;
-        count += 1;
-        if count > MAX_PAGES {
-            return Err(CloudError::other(
-                "TooManyPages",
-                format!("{what}: more than {MAX_PAGES} pages"),
-            ));
-        }
-        found.extend(
-            page.value
-                .iter()
-                .filter_map(|s| tagged(s, location, cluster)),
-        );
-    }
+    let pages = paging::all(
+        "virtualMachineScaleSets.list",
+        &Limits::new(),
+        MAX_PAGES,
+        pages,
+    )
+    .await?;
+    let mut found: Vec<TaggedScaleSet> = pages
+        .iter()
+        .flat_map(|p| p.value.iter())
+        .filter_map(|s| tagged(s, location, cluster))
+        .collect();
     found.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(found)
 }

@@ -23,6 +23,7 @@ pub mod discovery;
 mod errors;
 pub mod names;
 mod operations;
+mod paging;
 pub mod settings;
 
 pub use errors::classify_code;
@@ -32,7 +33,6 @@ use crate::arm::Arm;
 use crate::pricing::RetailPrices;
 use azure_mgmt_compute::package_2024_07_01::models;
 use errors::{NOT_FOUND, classify};
-use futures_util::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use gpupool_cloud::{
     Cloud, CloudError, CreateOutcome, CreateRequest, GroupId, Instance, InstanceId, InstanceType,
@@ -263,26 +263,10 @@ impl AzureCloud {
     async fn all_vms(
         &self,
         what: &str,
-        mut pages: azure_core::Pageable<models::VirtualMachineListResult, azure_core::Error>,
+        pages: azure_core::Pageable<models::VirtualMachineListResult, azure_core::Error>,
     ) -> Result<Vec<models::VirtualMachine>, CloudError> {
-        let mut out = Vec::new();
-        let mut count = 0;
-        loop {
-            self.limits.read.until_ready().await;
-            let Some(page) = pages.next().await else {
-                break;
-            };
-            let page = page.map_err(|e| classify(what, &e))?;
-            count += 1;
-            if count > MAX_PAGES {
-                return Err(CloudError::other(
-                    "TooManyPages",
-                    format!("{what}: more than {MAX_PAGES} pages"),
-                ));
-            }
-            out.extend(page.value);
-        }
-        Ok(out)
+        let pages = paging::all(what, &self.limits, MAX_PAGES, pages).await?;
+        Ok(pages.into_iter().flat_map(|p| p.value).collect())
     }
 
     /// Sends one delete; `None` when it finished in its answer or the VM
@@ -314,19 +298,7 @@ impl AzureCloud {
 
     /// Deletes `name` and awaits it.
     async fn delete_one(&self, name: &str) -> Result<(), CloudError> {
-        match self.delete_call(name).await? {
-            Some((poll, first)) => {
-                operations::wait(
-                    &self.arm,
-                    &format!("virtualMachines.delete {name}"),
-                    poll,
-                    first,
-                    DELETE_WAIT,
-                )
-                .await
-            }
-            None => Ok(()),
-        }
+        self.delete_instances(&[InstanceId::new(name)]).await
     }
 }
 

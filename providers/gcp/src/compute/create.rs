@@ -1,9 +1,9 @@
 //! Scale-up: one `instances.bulkInsert` per (zone, machine type,
-//! provisioning model), tried in order until the request is filled. Spot
-//! first for spot-then-on-demand, the group's own machine type before its
-//! alternates, the request's zones in order; pools the engine says to
-//! avoid are skipped, and a pool that runs out (ZONE_RESOURCE_POOL_EXHAUSTED,
-//! a GPU quota) is reported as exhausted and the next one is asked.
+//! provisioning model), tried in order until the request is filled
+//! ([`gpupool_cloud::pools`]: spot first for spot-then-on-demand, the
+//! group's own machine type before its alternates, the request's zones in
+//! order); a pool that runs out (ZONE_RESOURCE_POOL_EXHAUSTED, a GPU quota)
+//! is reported as exhausted and the next one is asked.
 //!
 //! Idempotent: each call carries a request id (a UUID of the request and
 //! the pool), so Compute Engine answers a repeat within its retention with
@@ -17,23 +17,15 @@ use super::settings::{GroupSettings, Source};
 use super::{GceCloud, labels};
 use google_cloud_compute_v1::model;
 use google_cloud_gax::options::RequestOptionsBuilder;
-use gpupool_cloud::{
-    CapacityType, CloudError, CreateFailure, CreateOutcome, CreateRequest, ErrorClass, Instance,
-    Offering, PurchaseOption,
-};
-use std::collections::{BTreeSet, HashMap};
+use gpupool_cloud::pools::{Filler, Pool, PoolResult};
+use gpupool_cloud::{CapacityType, CloudError, CreateOutcome, CreateRequest, Instance};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// How long one pool's bulkInsert operation is awaited: GPU instances are
 /// usually placed within a minute or two; past this the engine asks again
 /// with the same request id.
 const CREATE_WAIT: Duration = Duration::from_secs(10 * 60);
-
-/// What one pool's call made, and why it made fewer than asked.
-struct PoolResult {
-    created: Vec<Instance>,
-    error: Option<CloudError>,
-}
 
 impl GceCloud {
     pub(super) async fn create(
@@ -46,94 +38,23 @@ impl GceCloud {
                 format!("group {} has no GCP settings", request.group),
             )
         })?;
-        let phases: &[CapacityType] = match request.purchase {
-            PurchaseOption::OnDemand => &[CapacityType::OnDemand],
-            PurchaseOption::Spot => &[CapacityType::Spot],
-            PurchaseOption::SpotThenOnDemand => &[CapacityType::Spot, CapacityType::OnDemand],
-        };
-        let mut machine_types = vec![request.instance_type.clone()];
-        machine_types.extend(
-            group
-                .machine_types
-                .iter()
-                .filter(|t| **t != request.instance_type)
-                .cloned(),
-        );
         let zones = if request.zones.is_empty() {
             &self.zones
         } else {
             &request.zones
         };
-        let avoid: BTreeSet<&Offering> = request.avoid.iter().collect();
-        let mut outcome = CreateOutcome::default();
-        let mut remaining = request.count;
-        let mut capacity_error: Option<CloudError> = None;
-        'pools: for &capacity in phases {
-            for (machine_index, machine_type) in machine_types.iter().enumerate() {
-                for zone in zones {
-                    if remaining == 0 {
-                        break 'pools;
-                    }
-                    let offering = Offering {
-                        instance_type: machine_type.clone(),
-                        zone: zone.clone(),
-                        capacity,
-                    };
-                    if avoid.contains(&offering) || !self.offers(zone, machine_type) {
-                        continue;
-                    }
-                    let pool = Pool {
-                        zone,
-                        machine_type,
-                        machine_index,
-                        capacity,
-                    };
-                    let result = self.create_in(request, group, &pool, remaining).await;
-                    let made = u32::try_from(result.created.len()).unwrap_or(u32::MAX);
-                    remaining = remaining.saturating_sub(made);
-                    outcome.created.extend(result.created);
-                    match result.error {
-                        None => {}
-                        Some(e) if e.class == ErrorClass::OutOfResources => {
-                            tracing::info!(
-                                group = %request.group, pool = %offering, code = %e.code,
-                                "pool out of capacity; trying the next"
-                            );
-                            outcome.exhausted.push(offering);
-                            capacity_error = Some(e);
-                        }
-                        // Anything else (a bad template, permissions,
-                        // throttling past retries) fails the same way in
-                        // every pool: stop here.
-                        Some(e) if outcome.created.is_empty() => return Err(e),
-                        Some(e) => {
-                            outcome.failed = Some(CreateFailure {
-                                count: remaining,
-                                error: e,
-                            });
-                            return Ok(outcome);
-                        }
-                    }
-                }
-            }
+        let mut filler = Filler::new(
+            request,
+            &group.machine_types,
+            zones,
+            |zone, machine_type| self.offers(zone, machine_type),
+            CreateOutcome::default(),
+        );
+        while let Some((pool, count)) = filler.next_pool() {
+            let result = self.create_in(request, group, &pool, count).await;
+            filler.record(result);
         }
-        if remaining > 0 {
-            let error = capacity_error.unwrap_or_else(|| {
-                CloudError::out_of_resources(
-                    "NoOffering",
-                    format!(
-                        "no zone of {} offers {} without being avoided",
-                        zones.join(", "),
-                        machine_types.join(" or ")
-                    ),
-                )
-            });
-            outcome.failed = Some(CreateFailure {
-                count: remaining,
-                error,
-            });
-        }
-        Ok(outcome)
+        filler.finish()
     }
 
     /// Up to `count` instances in one pool.
@@ -151,7 +72,7 @@ impl GceCloud {
                     &request.request_id,
                     pool.zone,
                     pool.capacity,
-                    pool.machine_index,
+                    pool.type_index,
                     i,
                 )
             })
@@ -201,7 +122,7 @@ impl GceCloud {
                     pool.zone,
                     created.len(),
                     names.len(),
-                    pool.machine_type
+                    pool.instance_type
                 ),
             ));
         }
@@ -270,7 +191,7 @@ impl GceCloud {
         let call_id = labels::call_request_id(
             &request.request_id,
             pool.zone,
-            pool.machine_type,
+            pool.instance_type,
             pool.capacity,
         );
         self.limits.mutate.until_ready().await;
@@ -323,7 +244,7 @@ impl GceCloud {
             Source::Template(_) => model::InstanceProperties::default(),
             Source::Machine(spec) => machine_properties(spec),
         };
-        p.machine_type = Some(pool.machine_type.to_owned());
+        p.machine_type = Some(pool.instance_type.to_owned());
         p.labels = labels;
         p.scheduling = Some(scheduling);
         if let Some(a) = &group.guest_accelerators {
@@ -334,15 +255,6 @@ impl GceCloud {
         }
         p
     }
-}
-
-/// One place to buy: a zone, a machine type (and its index among the
-/// group's, for names) and a provisioning model.
-struct Pool<'a> {
-    zone: &'a str,
-    machine_type: &'a str,
-    machine_index: usize,
-    capacity: CapacityType,
 }
 
 /// GPU instances cannot live-migrate: host maintenance terminates them.
