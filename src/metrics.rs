@@ -118,6 +118,62 @@ struct CloudLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    group: String,
+    quantile: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// What lives as long as the process, across config reloads and
+/// leadership terms: registered into each server's [`Metrics`] and served
+/// alone while standing by.
+#[derive(Clone, Debug, Default)]
+pub struct ProcessMetrics {
+    leader: Gauge,
+    reloads: Family<OutcomeLabels, Counter>,
+}
+
+impl ProcessMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "leader",
+            "1 on the replica that holds the leader Lease (or runs without leader election), 0 on a standby",
+            self.leader.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Config file changes seen while serving, by outcome (applied, rejected)",
+            self.reloads.clone(),
+        );
+        for outcome in ["applied", "rejected"] {
+            let _ = self.reloads.get_or_create(&OutcomeLabels { outcome });
+        }
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    /// `applied` or `rejected`.
+    pub fn reloaded(&self, outcome: &'static str) {
+        self.reloads.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// The exposition of these alone, for a standby replica.
+    pub fn encode(&self) -> String {
+        let mut registry = Registry::with_prefix("gpupool");
+        self.register(&mut registry);
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}
+
 /// One instance's counts for a group, as published.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GroupCounts {
@@ -147,6 +203,7 @@ pub struct Metrics {
     prices_as_of: Gauge<f64, AtomicU64>,
     price_refreshes: Family<CloudLabels, Counter>,
     boot_seconds: Family<BootLabels, Histogram>,
+    boot_model: Family<ModelLabels, Gauge<f64, AtomicU64>>,
     floor: Family<GroupLabels, Gauge>,
     floor_demand: Family<DemandLabels, Gauge>,
     notices: Family<NoticeLabels, Counter>,
@@ -168,7 +225,15 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        let process = ProcessMetrics::default();
+        process.set_leader(true);
+        Self::with_process(&process)
+    }
+
+    /// With the process-wide metrics kept by the caller.
+    pub fn with_process(process: &ProcessMetrics) -> Self {
         let mut registry = Registry::with_prefix("gpupool");
+        process.register(&mut registry);
         let rpc_total = Family::<RpcCodeLabels, Counter>::default();
         registry.register(
             "grpc_requests",
@@ -289,8 +354,15 @@ impl Metrics {
             "Interruption notices received by source (aws, gcp, azure, generic), kind and outcome (accepted, duplicate, ours, not_ours)",
             notices.clone(),
         );
+        let boot_model = Family::<ModelLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "boot_model_seconds",
+            "Each group's boot-latency model (purchase to schedulable GPU) at quantiles 0.5, 0.9 and 0.99",
+            boot_model.clone(),
+        );
         let interruptions = crate::interrupt::metrics::InterruptionMetrics::register(&mut registry);
         Self {
+            boot_model,
             registry,
             rpc_total,
             rpc_seconds,
@@ -366,6 +438,18 @@ impl Metrics {
                 phase,
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// A group's boot-latency model now.
+    pub fn boot_model(&self, group: &str, q: &crate::boot::Quantiles) {
+        for (quantile, d) in [("0.5", q.p50), ("0.9", q.p90), ("0.99", q.p99)] {
+            self.boot_model
+                .get_or_create(&ModelLabels {
+                    group: group.to_owned(),
+                    quantile,
+                })
+                .set(d.as_secs_f64());
+        }
     }
 
     /// What a group's instances cost per hour.

@@ -40,6 +40,7 @@ pub enum ServeError {
 }
 
 /// The cloud to serve, how time passes, and extra HTTP routes it brings.
+#[derive(Clone)]
 pub struct Backend {
     pub cloud: Arc<dyn Cloud>,
     pub clock: Arc<dyn Clock>,
@@ -60,9 +61,75 @@ pub struct Server {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// The bound ports, kept across config reloads and leadership terms so that
+/// connections wait in the backlog while a new server starts, never refused.
+#[derive(Debug)]
+pub struct Listeners {
+    grpc: std::net::TcpListener,
+    http: std::net::TcpListener,
+    webhook: Option<std::net::TcpListener>,
+}
+
+impl Listeners {
+    pub fn bind(config: &Config) -> Result<Self, ServeError> {
+        let bind = |what, addr: SocketAddr| {
+            std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|e| ServeError::Listen {
+                    what,
+                    addr,
+                    reason: e.to_string(),
+                })
+        };
+        Ok(Self {
+            grpc: bind("gRPC", config.server.grpc_listen)?,
+            http: bind("HTTP", config.server.http_listen)?,
+            webhook: config
+                .webhook
+                .as_ref()
+                .map(|w| bind("webhook", w.listen))
+                .transpose()?,
+        })
+    }
+
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.local_addr().ok()
+    }
+
+    /// The operations port, for a server of its own (a standby's).
+    pub fn http(&self) -> Result<TcpListener, ServeError> {
+        Self::share("HTTP", &self.http)
+    }
+
+    fn share(what: &'static str, l: &std::net::TcpListener) -> Result<TcpListener, ServeError> {
+        let err = |e: std::io::Error| ServeError::Listen {
+            what,
+            addr: l
+                .local_addr()
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+            reason: e.to_string(),
+        };
+        TcpListener::from_std(l.try_clone().map_err(err)?).map_err(err)
+    }
+}
+
 /// Starts everything; returns once both ports listen and the first sync with the
 /// cloud has been tried.
 pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeError> {
+    let listeners = Listeners::bind(config)?;
+    let process = crate::metrics::ProcessMetrics::default();
+    process.set_leader(true);
+    start_on(config, backend, &listeners, &process).await
+}
+
+/// [`start`] on ports already bound (a webhook port only if the config has a
+/// webhook), with the process-wide metrics.
+pub async fn start_on(
+    config: &Config,
+    backend: Backend,
+    listeners: &Listeners,
+    process: &crate::metrics::ProcessMetrics,
+) -> Result<Server, ServeError> {
     let Backend {
         cloud,
         clock,
@@ -85,7 +152,7 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
         .as_ref()
         .map(crate::tls::server_config)
         .transpose()?;
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_process(process));
     let rate = RateLimit {
         per_second: NonZeroU32::new(config.server.cloud_calls_per_second)
             .unwrap_or(NonZeroU32::MIN),
@@ -130,17 +197,8 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
         prices,
         metrics.clone(),
     );
-    let bind = |what, addr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|e| ServeError::Listen {
-                what,
-                addr,
-                reason: e.to_string(),
-            })
-    };
-    let grpc_listener = bind("gRPC", config.server.grpc_listen).await?;
-    let http_listener = bind("HTTP", config.server.http_listen).await?;
+    let grpc_listener = Listeners::share("gRPC", &listeners.grpc)?;
+    let http_listener = listeners.http()?;
     let grpc_addr = grpc_listener.local_addr().map_err(|e| ServeError::Listen {
         what: "gRPC",
         addr: config.server.grpc_listen,
@@ -238,7 +296,15 @@ pub async fn start(config: &Config, backend: Backend) -> Result<Server, ServeErr
         let (hook, notices) =
             crate::webhook::Webhook::new(settings, fleet.clock().clone(), metrics.clone())
                 .map_err(ServeError::Webhook)?;
-        let listener = bind("webhook", w.listen).await?;
+        let listener = match &listeners.webhook {
+            Some(l) => Listeners::share("webhook", l)?,
+            None => {
+                return Err(ServeError::Webhook(format!(
+                    "webhook.listen ({}) was not bound at start: a webhook added by a reload needs a restart",
+                    w.listen
+                )));
+            }
+        };
         let addr = listener.local_addr().map_err(|e| ServeError::Listen {
             what: "webhook",
             addr: w.listen,

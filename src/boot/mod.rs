@@ -67,7 +67,10 @@ impl Boots {
             .iter()
             .map(|s| LatencyModel::new(s.annotations.boot_latency))
             .collect();
-        let estimates = models.iter().map(LatencyModel::quantiles).collect();
+        let estimates: Vec<Quantiles> = models.iter().map(LatencyModel::quantiles).collect();
+        for (spec, q) in specs.iter().zip(&estimates) {
+            metrics.boot_model(spec.id.as_str(), q);
+        }
         Self {
             groups: specs.iter().map(|s| s.id.as_str().to_owned()).collect(),
             metrics,
@@ -139,7 +142,10 @@ impl Boots {
 
     /// Recomputes the estimates from the models.
     fn publish(&self, state: &State) {
-        let estimates = state.models.iter().map(LatencyModel::quantiles).collect();
+        let estimates: Vec<Quantiles> = state.models.iter().map(LatencyModel::quantiles).collect();
+        for (group, q) in self.groups.iter().zip(&estimates) {
+            self.metrics.boot_model(group, q);
+        }
         self.estimates.store(Arc::new(estimates));
     }
 

@@ -45,57 +45,60 @@ enum LogFormat {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     init_logging(args.log_format);
-    let mut config = match &args.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default_example(),
+    let Args {
+        config,
+        grpc_listen,
+        http_listen,
+        time_scale,
+        state_file,
+        tls_cert,
+        tls_key,
+        tls_cacert,
+        log_format: _,
+    } = args;
+    // Applied to the file at start and at every reload.
+    let overrides = move |config: &mut Config| {
+        if let Some(a) = grpc_listen {
+            config.server.grpc_listen = a;
+        }
+        if let Some(a) = http_listen {
+            config.server.http_listen = a;
+        }
+        if let Some(s) = time_scale {
+            config.sim.time_scale = s;
+        }
+        if let Some(p) = &state_file {
+            config.sim.state_file = Some(p.clone());
+        }
+        if let (Some(cert), Some(key)) = (&tls_cert, &tls_key) {
+            config.server.tls = Some(TlsConfig {
+                cert: cert.clone(),
+                key: key.clone(),
+                cacert: tls_cacert.clone(),
+            });
+        }
     };
-    if let Some(a) = args.grpc_listen {
-        config.server.grpc_listen = a;
-    }
-    if let Some(a) = args.http_listen {
-        config.server.http_listen = a;
-    }
-    if let Some(s) = args.time_scale {
-        config.sim.time_scale = s;
-    }
-    if let Some(p) = args.state_file {
-        config.sim.state_file = Some(p);
-    }
-    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
-        config.server.tls = Some(TlsConfig {
-            cert,
-            key,
-            cacert: args.tls_cacert,
-        });
-    }
+    let source = gpupool::supervisor::Source {
+        path: config,
+        overrides: Box::new(overrides),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(config))
-}
-
-async fn serve(mut config: Config) -> anyhow::Result<()> {
-    // Before anything listens, so a SIGTERM at any point after start-up is a
-    // clean shutdown, never the default kill.
-    let signals = shutdown_signal()?;
-    let clock: Arc<dyn gpupool_cloud::Clock> = Arc::new(gpupool_cloud::SystemClock);
-    let backend = gpupool::backend::from_config(&mut config, clock).await?;
-    let server = gpupool::server::start(&config, backend).await?;
-    println!(
-        "gpupool serving externalgrpc on {} ({}), ops on http://{}",
-        server.grpc_addr,
-        if config.server.tls.is_some() {
-            "TLS"
-        } else {
-            "plaintext"
-        },
-        server.http_addr
-    );
-    signals.await;
-    tracing::info!("signal received; shutting down");
-    server.shutdown().await;
-    Ok(())
+    runtime.block_on(async move {
+        // Before anything listens, so a SIGTERM at any point after start-up
+        // is a clean shutdown, never the default kill.
+        let signals = shutdown_signal()?;
+        let stop = async move {
+            signals.await;
+            tracing::info!("signal received; shutting down");
+        };
+        let clock: Arc<dyn gpupool_cloud::Clock> = Arc::new(gpupool_cloud::SystemClock);
+        gpupool::supervisor::run(source, clock, stop).await?;
+        tracing::info!("gpupool stopped");
+        Ok(())
+    })
 }
 
 /// Installs the SIGTERM and SIGINT handlers now; the future resolves on either.

@@ -8,6 +8,7 @@
 pub mod cronjobs;
 pub mod drain;
 pub mod journal;
+pub mod leader;
 pub mod nodes;
 pub mod store;
 

@@ -174,6 +174,10 @@ pub struct ServerConfig {
     /// pods checked).
     #[serde(with = "humantime_serde")]
     pub preprovision_interval: Duration,
+    /// How often the config file (and the TLS files it names) are read for
+    /// changes, which are applied without a restart; `0s`: never.
+    #[serde(with = "humantime_serde")]
+    pub config_reload_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -189,6 +193,7 @@ impl Default for ServerConfig {
             sync_interval: Duration::from_secs(30),
             price_refresh_interval: Duration::from_secs(3600),
             preprovision_interval: Duration::from_secs(10),
+            config_reload_interval: Duration::from_secs(10),
         }
     }
 }
@@ -221,6 +226,82 @@ pub struct KubernetesConfig {
     /// The ConfigMap that keeps the boot-latency models across restarts.
     #[serde(default = "default_state_configmap")]
     pub state_configmap: String,
+    /// Several replicas, one acting: see the README's "Deploy".
+    #[serde(default)]
+    pub leader_election: LeaderElectionConfig,
+}
+
+/// Leader election through a `coordination.k8s.io/v1` Lease in
+/// `kubernetes.namespace`: only the holder serves CA and acts on the cloud.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaderElectionConfig {
+    pub enabled: bool,
+    /// The Lease's name.
+    pub lease_name: String,
+    /// How long a holder that stops renewing keeps the Lease: the longest a
+    /// dead leader delays its successor.
+    #[serde(with = "humantime_serde")]
+    pub lease_duration: Duration,
+    /// How often the holder renews the Lease; less than `lease_duration`.
+    #[serde(with = "humantime_serde")]
+    pub renew_period: Duration,
+    /// This replica's name in the Lease; absent: `$POD_NAME`, else the host
+    /// name and process id.
+    pub identity: Option<String>,
+}
+
+impl Default for LeaderElectionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            lease_name: "gpupool".to_owned(),
+            lease_duration: Duration::from_secs(15),
+            renew_period: Duration::from_secs(5),
+            identity: None,
+        }
+    }
+}
+
+impl LeaderElectionConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if !is_dns_subdomain(&self.lease_name) {
+            return Err(ConfigError::invalid(
+                "kubernetes.leader_election.lease_name",
+                format!(
+                    "{:?} is not a valid object name (a DNS subdomain)",
+                    self.lease_name
+                ),
+            ));
+        }
+        // The Lease counts whole seconds.
+        check_duration(
+            "kubernetes.leader_election.lease_duration",
+            self.lease_duration,
+            Duration::from_secs(2),
+            Some(Duration::from_secs(300)),
+        )?;
+        check_duration(
+            "kubernetes.leader_election.renew_period",
+            self.renew_period,
+            Duration::from_secs(1),
+            Some(self.lease_duration.saturating_sub(Duration::from_secs(1))),
+        )?;
+        if self
+            .identity
+            .as_deref()
+            .is_some_and(|i| i.trim().is_empty())
+        {
+            return Err(ConfigError::invalid(
+                "kubernetes.leader_election.identity",
+                "must not be empty when set",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The interruption webhook (see the README's "Interruption notices").
@@ -460,8 +541,19 @@ impl Config {
         ] {
             check_duration(field, value, least, None)?;
         }
+        if self.server.config_reload_interval != Duration::ZERO {
+            check_duration(
+                "server.config_reload_interval",
+                self.server.config_reload_interval,
+                Duration::from_millis(100),
+                None,
+            )?;
+        }
         if let Some(w) = &self.webhook {
             w.validate()?;
+        }
+        if let Some(k) = &self.kubernetes {
+            k.leader_election.validate()?;
         }
         self.interruption.validate()?;
         match (self.cloud, &self.aws) {
@@ -979,6 +1071,19 @@ fn check_duration(
             humantime::format_duration(bad)
         ),
     ))
+}
+
+/// An object name as most kinds take it: a lowercase RFC 1123 subdomain.
+fn is_dns_subdomain(name: &str) -> bool {
+    (1..=253).contains(&name.len())
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        })
 }
 
 fn is_label_key(key: &str) -> bool {

@@ -92,6 +92,18 @@
 //!   Priority and Fairness sheds them: 429 `TooManyRequests`, "Too many
 //!   requests, please try again later.", `details.retryAfterSeconds` 1.
 //!
+//! Leases (`coordination.k8s.io/v1`, what `kube-lease-manager` calls)
+//! - `GET …/namespaces/{ns}/leases/{name}`, `POST …/namespaces/{ns}/leases`:
+//!   404 NotFound, 409 AlreadyExists;
+//! - `PATCH …/leases/{name}`: server-side apply (`application/apply-patch+yaml`,
+//!   `fieldManager` required, else 422) with field ownership per `spec`
+//!   field and manager/operation, as the structured-merge-diff field
+//!   manager keeps it: an apply changing a field another manager owns gets
+//!   409 `Conflict` ("Apply failed with 1 conflict: conflict with
+//!   \"m\" using coordination.k8s.io/v1: .spec.holderIdentity", causes of
+//!   type `FieldManagerConflict`) unless `force=true`; merge and strategic
+//!   merge updates take ownership of what they set, and null removes.
+//!
 //! Error bodies are `Status` objects as `k8s.io/apimachinery/pkg/api/errors`
 //! builds them (`details` with `name`, `group`, `kind` = the resource).
 //! Every change, and every request recorded for a test to look at, wakes
@@ -144,6 +156,10 @@ struct Inner {
     throttled_writes: u32,
     /// Every configmap write received: (method, name).
     writes: Vec<(&'static str, String)>,
+    /// Leases by `(ns, name)`, and who owns each `spec` field as server-side
+    /// apply tracks it: `manager` plus `Apply` or `Update`.
+    leases: BTreeMap<(String, String), Value>,
+    lease_owners: BTreeMap<(String, String), BTreeMap<String, std::collections::BTreeSet<String>>>,
 }
 
 impl Inner {
@@ -566,6 +582,14 @@ impl KubeApi {
                 axum::routing::patch(patch_core_event),
             )
             .route(
+                "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
+                post(create_lease),
+            )
+            .route(
+                "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}",
+                get(get_lease).patch(patch_lease),
+            )
+            .route(
                 "/api/v1/namespaces/{ns}/configmaps",
                 get(list_configmaps).post(create_configmap),
             )
@@ -960,6 +984,36 @@ impl KubeApi {
     /// Every configmap write received: (method: POST, PUT, DELETE; name).
     pub fn configmap_writes(&self) -> Vec<(&'static str, String)> {
         self.read().writes.clone()
+    }
+
+    pub fn lease(&self, ns: &str, name: &str) -> Option<Value> {
+        self.read()
+            .leases
+            .get(&(ns.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// Another writer takes the Lease: a new holder, renewed now.
+    pub fn set_lease_holder(&self, ns: &str, name: &str, holder: &str) {
+        self.write(|inner| {
+            let rv = inner.next_rv();
+            let key = (ns.to_owned(), name.to_owned());
+            let lease = inner.leases.get_mut(&key).expect("the lease exists");
+            lease["spec"]["holderIdentity"] = json!(holder);
+            lease["spec"]["renewTime"] =
+                json!(humantime::format_rfc3339_micros(SystemTime::now()).to_string());
+            lease["metadata"]["resourceVersion"] = json!(rv.to_string());
+            let owners = inner.lease_owners.entry(key).or_default();
+            for field in ["holderIdentity", "renewTime"] {
+                owners.insert(field.to_owned(), [format!("{holder}/Update")].into());
+            }
+        });
+    }
+
+    /// The Lease's holder, when it has one.
+    pub fn lease_holder(&self, ns: &str, name: &str) -> Option<String> {
+        self.lease(ns, name)
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
     }
 }
 
@@ -1741,5 +1795,177 @@ async fn delete_configmap(
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
             "details": {"name": name, "kind": "configmaps", "uid": current["metadata"]["uid"]},
         }))
+    })
+}
+
+async fn get_lease(
+    State(api): State<KubeApi>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    match api.lease(&ns, &name) {
+        Some(l) => ok(&l),
+        None => not_found("coordination.k8s.io", "leases", &name),
+    }
+}
+
+async fn create_lease(State(api): State<KubeApi>, Path(ns): Path<String>, body: Bytes) -> Response {
+    let mut lease = match parse_body(&body) {
+        Ok(l) => l,
+        Err(f) => return f.response(),
+    };
+    let Some(name) = lease["metadata"]["name"].as_str().map(str::to_owned) else {
+        return invalid_status(
+            "coordination.k8s.io",
+            "Lease",
+            "",
+            &[required("metadata.name")],
+        );
+    };
+    api.write(|inner| {
+        let key = (ns.clone(), name.clone());
+        if inner.leases.contains_key(&key) {
+            return already_exists("coordination.k8s.io", "leases", &name);
+        }
+        let rv = inner.next_rv();
+        lease["apiVersion"] = json!("coordination.k8s.io/v1");
+        lease["kind"] = json!("Lease");
+        lease["metadata"]["namespace"] = json!(ns);
+        lease["metadata"]["resourceVersion"] = json!(rv.to_string());
+        lease["metadata"]["uid"] = json!(uid(rv));
+        lease["metadata"]["creationTimestamp"] = json!(rfc3339(SystemTime::now()));
+        if !lease["spec"].is_object() {
+            lease["spec"] = json!({});
+        }
+        let owners = inner.lease_owners.entry(key.clone()).or_default();
+        owners.clear();
+        if let Some(spec) = lease["spec"].as_object() {
+            for field in spec.keys() {
+                owners.insert(field.clone(), ["/Update".to_owned()].into());
+            }
+        }
+        inner.leases.insert(key, lease.clone());
+        json_response(StatusCode::CREATED, &lease)
+    })
+}
+
+/// `PATCH` of a Lease: server-side apply (`application/apply-patch+yaml`,
+/// `fieldManager` required, conflicts with other managers' fields answered
+/// 409 unless `force=true`, fields this applier stops applying removed when
+/// no one else owns them) or a merge/strategic merge update (null removes a
+/// field; the updater takes ownership of what it sets). Only `spec`'s
+/// fields are tracked; a Lease has no lists.
+async fn patch_lease(
+    State(api): State<KubeApi>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ct = content_type(&headers);
+    let patch = match parse_body(&body) {
+        Ok(p) => p,
+        Err(f) => return f.response(),
+    };
+    let apply = ct == "application/apply-patch+yaml";
+    if !apply && let Err(f) = patch_kind(&ct) {
+        return f.response();
+    }
+    let manager = q.get("fieldManager").cloned().unwrap_or_default();
+    if apply && manager.is_empty() {
+        return invalid_status(
+            "meta.k8s.io",
+            "PatchOptions",
+            "",
+            &[required("fieldManager")],
+        );
+    }
+    let force = q.get("force").is_some_and(|f| f == "true");
+    let me = format!("{manager}/{}", if apply { "Apply" } else { "Update" });
+    let spec = patch["spec"].as_object().cloned().unwrap_or_default();
+    api.write(|inner| {
+        let key = (ns.clone(), name.clone());
+        let Some(mut lease) = inner.leases.get(&key).cloned() else {
+            return not_found("coordination.k8s.io", "leases", &name);
+        };
+        let mut owners = inner.lease_owners.get(&key).cloned().unwrap_or_default();
+        if !lease["spec"].is_object() {
+            lease["spec"] = json!({});
+        }
+        if apply {
+            let mut conflicts = Vec::new();
+            for (field, value) in &spec {
+                let current = &lease["spec"][field.as_str()];
+                if current.is_null() || current == value {
+                    continue;
+                }
+                for other in owners.get(field).into_iter().flatten() {
+                    if *other != me {
+                        conflicts.push((other.split('/').next().unwrap_or("").to_owned(), field.clone()));
+                    }
+                }
+            }
+            if !conflicts.is_empty() && !force {
+                let causes: Vec<Value> = conflicts
+                    .iter()
+                    .map(|(m, f)| {
+                        json!({
+                            "type": "FieldManagerConflict",
+                            "message": format!("conflict with {m:?} using coordination.k8s.io/v1"),
+                            "field": format!(".spec.{f}"),
+                        })
+                    })
+                    .collect();
+                let list = conflicts
+                    .iter()
+                    .map(|(m, f)| format!("conflict with {m:?} using coordination.k8s.io/v1: .spec.{f}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return status_with(
+                    409,
+                    "Conflict",
+                    format!("Apply failed with {} conflict(s): {list}", conflicts.len()),
+                    Some(json!({"name": name, "group": "coordination.k8s.io", "kind": "leases", "causes": causes})),
+                );
+            }
+            // What this applier no longer applies goes, when only it owned it.
+            let dropped: Vec<String> = owners
+                .iter()
+                .filter(|(f, o)| o.contains(&me) && !spec.contains_key(f.as_str()))
+                .map(|(f, _)| f.clone())
+                .collect();
+            for field in dropped {
+                let o = owners.get_mut(&field).expect("listed above");
+                o.remove(&me);
+                if o.is_empty() {
+                    owners.remove(&field);
+                    if let Some(s) = lease["spec"].as_object_mut() {
+                        s.remove(&field);
+                    }
+                }
+            }
+        }
+        for (field, value) in &spec {
+            let s = lease["spec"].as_object_mut().expect("an object above");
+            if value.is_null() {
+                if !apply {
+                    s.remove(field);
+                    owners.remove(field);
+                }
+                continue;
+            }
+            let o = owners.entry(field.clone()).or_default();
+            if s.get(field) != Some(value) {
+                // A changed value is the writer's alone (a forced apply
+                // takes it from the others too).
+                o.clear();
+                s.insert(field.clone(), value.clone());
+            }
+            o.insert(me.clone());
+        }
+        let rv = inner.next_rv();
+        lease["metadata"]["resourceVersion"] = json!(rv.to_string());
+        inner.lease_owners.insert(key.clone(), owners);
+        inner.leases.insert(key, lease.clone());
+        ok(&lease)
     })
 }
