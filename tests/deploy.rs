@@ -1,0 +1,77 @@
+//! The Kubernetes deployment in `deploy/`: `kubectl kustomize` of the base,
+//! every overlay and the documented components; Helm's own engine (through
+//! helm-python-sdk) rendering and linting the chart with several value sets;
+//! every object validated against the Kubernetes schemas
+//! (kubernetes-validate, offline); and the chart's defaults giving the
+//! kustomize base's objects. The checks are `tests/deploy/check.py`; its
+//! tools come from `scripts/test-deps`' venv.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn venv() -> PathBuf {
+    std::env::var_os("GPUPOOL_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/gpupool/venv")
+        })
+}
+
+fn check(stage: &str) {
+    let venv = venv();
+    let kubectl = venv.join("bin/kubectl");
+    assert!(
+        kubectl.exists(),
+        "{} not found: run scripts/test-deps (or .ci/run) to install the deploy test tools",
+        kubectl.display()
+    );
+    let out = Command::new(venv.join("bin/python"))
+        .args(["tests/deploy/check.py", "--only", stage])
+        .env("KUBECTL", &kubectl)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("python runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "check.py --only {stage} failed:\n{text}"
+    );
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let passed: u32 = last
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        passed > 0 && last.ends_with(" passed, 0 failed"),
+        "check.py --only {stage} ran no check or failed some: {last:?}\n{text}"
+    );
+}
+
+#[test]
+fn kustomize_and_the_chart_render_and_fit_together() {
+    check("render");
+}
+
+#[test]
+fn the_chart_lints_and_its_schema_holds_its_values() {
+    check("lint");
+}
+
+#[test]
+fn every_rendered_object_validates_against_the_kubernetes_schemas() {
+    check("validate");
+}
+
+#[test]
+fn the_charts_defaults_are_the_kustomize_base() {
+    check("compare");
+}
