@@ -75,3 +75,40 @@ fn every_rendered_object_validates_against_the_kubernetes_schemas() {
 fn the_charts_defaults_are_the_kustomize_base() {
     check("compare");
 }
+
+/// Every gpupool config the manifests ship passes gpupool's own offline
+/// check (what `gpupool check-config` does); the chart renders the same
+/// configs (the compare stage above).
+#[test]
+fn every_shipped_config_passes_gpupools_own_check() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/kustomize");
+    let mut files = vec![
+        root.join("base/config.yaml"),
+        root.join("components/webhook/config.yaml"),
+    ];
+    for cloud in ["aws", "gcp", "azure"] {
+        files.push(root.join(format!("overlays/{cloud}/config/config.yaml")));
+    }
+    for file in files {
+        let config = gpupool::config::Config::from_file(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let specs = gpupool::backend::offline_specs(&config)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(!specs.is_empty(), "{}: no node groups", file.display());
+        let k = config
+            .kubernetes
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: no kubernetes section", file.display()));
+        assert!(
+            k.leader_election.enabled,
+            "{}: two replicas need leader election",
+            file.display()
+        );
+        assert_eq!(
+            config.server.grpc_listen.port(),
+            8086,
+            "{}: the Services name 8086",
+            file.display()
+        );
+    }
+}

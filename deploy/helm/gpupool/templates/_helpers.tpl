@@ -96,7 +96,7 @@ leader election.
 {{- end -}}
 {{- $_ := set $cfg "cloud" $cloud -}}
 {{- $tls := dict "cert" "/etc/gpupool/tls/tls.crt" "key" "/etc/gpupool/tls/tls.key" "cacert" "/etc/gpupool/tls/ca.crt" -}}
-{{- $server := dict "grpc_listen" "0.0.0.0:8086" "http_listen" "0.0.0.0:8087" "tls" $tls -}}
+{{- $server := dict "grpc_listen" "0.0.0.0:8086" "http_listen" "0.0.0.0:8087" "tls" $tls "node_group_options" "unimplemented" -}}
 {{- $_ := set $cfg "server" (mergeOverwrite $server (get $cfg "server" | default dict)) -}}
 {{- $election := dict "enabled" true "lease_name" (include "gpupool.fullname" .) -}}
 {{- $kube := dict "namespace" .Release.Namespace "leader_election" $election -}}
