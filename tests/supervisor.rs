@@ -136,10 +136,13 @@ async fn metric(ops: SocketAddr, name: &str) -> Option<f64> {
 const GROUPS: &str =
     "  - id: gpu-a\n    min_size: 0\n    max_size: 4\n    instance_type: gpu-1x-l4\n";
 
+/// A 6 s Lease renewed every second: a replica stalls up to 5 s (a loaded
+/// CI machine) before it must stop acting; a leader hands over after holding
+/// it 12 s.
 fn replica_config(dir: &Path, api: &KubeApi) -> std::path::PathBuf {
     let kubeconfig = api.kubeconfig(dir);
     let extra = format!(
-        "kubernetes:\n  kubeconfig: {}\n  namespace: gpupool\n  leader_election:\n    enabled: true\n    lease_duration: 3s\n    renew_period: 1s\n",
+        "kubernetes:\n  kubeconfig: {}\n  namespace: gpupool\n  leader_election:\n    enabled: true\n    lease_duration: 6s\n    renew_period: 1s\n",
         kubeconfig.display()
     );
     let path = dir.join("config.yaml");
