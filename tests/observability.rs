@@ -1,17 +1,21 @@
 //! The shipped observability files (deploy/observability/): every `gpupool_*`
 //! metric the Grafana dashboard and the PrometheusRule name is one the server
 //! serves on /metrics, and both files have the shape Grafana and
-//! prometheus-operator expect.
+//! prometheus-operator expect. Prometheus's own `promtool` (from
+//! `scripts/test-deps`) checks the rules and runs their unit tests,
+//! deploy/observability/tests/rules-test.yaml.
 
 mod common;
 
 use common::{Harness, config_yaml, http};
-use std::collections::BTreeSet;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 const DASHBOARD: &str = "deploy/observability/grafana-dashboard.json";
 const RULES: &str = "deploy/observability/prometheus-rules.yaml";
+const RULES_TEST: &str = "deploy/observability/tests/rules-test.yaml";
 
 const GROUPS: &str = "
   - id: l4
@@ -346,5 +350,142 @@ fn every_alert_has_a_for_a_severity_and_its_annotations() {
         "GpupoolGpuNodesIdle",
     ] {
         assert!(alerts.contains(name), "no {name} alert");
+    }
+}
+
+fn promtool() -> PathBuf {
+    let venv = std::env::var_os("GPUPOOL_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/gpupool/venv")
+        });
+    let promtool = venv.join("bin/promtool");
+    assert!(
+        promtool.exists(),
+        "{} not found: run scripts/test-deps (or .ci/run) to install promtool",
+        promtool.display()
+    );
+    promtool
+}
+
+/// The PrometheusRule's `spec`, which is a plain Prometheus rule file, as
+/// `rules.yaml` in `dir`. Without `descriptions`, every rule's `description`
+/// annotation is left out (rules-test.yaml says why).
+fn write_rule_file(dir: &Path, descriptions: bool) {
+    let doc: serde_yaml::Value = serde_yaml::from_str(&read(RULES)).expect("YAML");
+    let mut spec = doc["spec"].clone();
+    if !descriptions {
+        let groups = spec["groups"].as_sequence_mut().expect("spec.groups");
+        for rule in groups
+            .iter_mut()
+            .flat_map(|g| g["rules"].as_sequence_mut().expect("rules").iter_mut())
+        {
+            if let Some(annotations) = rule.get_mut("annotations").and_then(|a| a.as_mapping_mut())
+            {
+                annotations.remove("description");
+            }
+        }
+    }
+    std::fs::write(
+        dir.join("rules.yaml"),
+        serde_yaml::to_string(&spec).expect("YAML out"),
+    )
+    .expect("write rules.yaml");
+}
+
+/// Runs `promtool args` in `dir`: whether it succeeded, and all it printed.
+fn promtool_in(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(promtool())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("promtool runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn alert_names() -> BTreeSet<String> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(&read(RULES)).expect("YAML");
+    doc["spec"]["groups"]
+        .as_sequence()
+        .expect("spec.groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().expect("rules"))
+        .filter_map(|r| r["alert"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn promtool_checks_the_rules() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_rule_file(dir.path(), true);
+    let (ok, text) = promtool_in(dir.path(), &["check", "rules", "rules.yaml"]);
+    assert!(ok, "promtool check rules of {RULES}'s spec failed:\n{text}");
+    // Every rule of the file is read (all of them alerts).
+    let found = format!("SUCCESS: {} rules found", alert_names().len());
+    assert!(text.contains(&found), "expected {found:?}:\n{text}");
+}
+
+#[test]
+fn promtool_unit_tests_of_the_alerts_pass() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_rule_file(dir.path(), false);
+    std::fs::write(dir.path().join("rules-test.yaml"), read(RULES_TEST)).expect("copy");
+    let (ok, text) = promtool_in(dir.path(), &["test", "rules", "rules-test.yaml"]);
+    assert!(
+        ok && text.contains("SUCCESS"),
+        "promtool test rules {RULES_TEST} failed:\n{text}"
+    );
+}
+
+/// Every alert of the rules file has a unit test where it fires and one where
+/// it does not; every alert a test names is one of the file (a misspelled name
+/// would pass an `exp_alerts: []` case without testing anything).
+#[test]
+fn every_alert_has_unit_tests_that_fire_it_and_keep_it_silent() {
+    let alerts = alert_names();
+    let tests: serde_yaml::Value = serde_yaml::from_str(&read(RULES_TEST)).expect("YAML");
+    assert_eq!(
+        tests["rule_files"].as_sequence().map(Vec::as_slice),
+        Some([serde_yaml::Value::from("rules.yaml")].as_slice()),
+        "{RULES_TEST} reads the rule file the harness writes, rules.yaml"
+    );
+    // alert -> (fires in some case, is silent in some case)
+    let mut seen: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+    for case in tests["tests"]
+        .as_sequence()
+        .expect("tests")
+        .iter()
+        .flat_map(|t| t["alert_rule_test"].as_sequence().into_iter().flatten())
+    {
+        let name = case["alertname"].as_str().expect("alertname");
+        let fires = case["exp_alerts"]
+            .as_sequence()
+            .is_some_and(|a| !a.is_empty());
+        let entry = seen.entry(name.to_owned()).or_default();
+        if fires {
+            entry.0 = true;
+        } else {
+            entry.1 = true;
+        }
+    }
+    let unknown: Vec<&String> = seen.keys().filter(|n| !alerts.contains(*n)).collect();
+    assert!(
+        unknown.is_empty(),
+        "{RULES_TEST} tests alerts that {RULES} does not have: {unknown:?}"
+    );
+    for name in &alerts {
+        let (fires, silent) = seen.get(name).copied().unwrap_or_default();
+        assert!(
+            fires && silent,
+            "{name} needs unit tests in {RULES_TEST}: one where it fires ({}) and one where it \
+             does not ({})",
+            if fires { "there" } else { "missing" },
+            if silent { "there" } else { "missing" },
+        );
     }
 }
