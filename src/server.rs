@@ -146,13 +146,60 @@ pub async fn start_on(
         &config.region,
     )));
     let table_date = crate::pricing::table::table(config.cloud).and_then(|t| t.as_of());
-    let tls = config
+    // Everything that can fail is done before anything is spawned, so a
+    // start that fails (a reload's, say) leaves nothing running.
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = config
         .server
         .tls
         .as_ref()
         .map(crate::tls::server_config)
-        .transpose()?;
+        .transpose()?
+    {
+        builder = builder.tls_config(tls)?;
+    }
+    let grpc_listener = Listeners::share("gRPC", &listeners.grpc)?;
+    let http_listener = listeners.http()?;
+    let grpc_addr = grpc_listener.local_addr().map_err(|e| ServeError::Listen {
+        what: "gRPC",
+        addr: config.server.grpc_listen,
+        reason: e.to_string(),
+    })?;
+    let http_addr = http_listener.local_addr().map_err(|e| ServeError::Listen {
+        what: "HTTP",
+        addr: config.server.http_listen,
+        reason: e.to_string(),
+    })?;
+
     let metrics = Arc::new(Metrics::with_process(process));
+    let webhook_parts = match &config.webhook {
+        Some(w) => {
+            let settings = w.settings()?;
+            let (hook, notices) =
+                crate::webhook::Webhook::new(settings, clock.clone(), metrics.clone())
+                    .map_err(ServeError::Webhook)?;
+            let listener = match &listeners.webhook {
+                Some(l) => Listeners::share("webhook", l)?,
+                None => {
+                    return Err(ServeError::Webhook(format!(
+                        "webhook.listen ({}) was not bound at start: a webhook added by a reload needs a restart",
+                        w.listen
+                    )));
+                }
+            };
+            let addr = listener.local_addr().map_err(|e| ServeError::Listen {
+                what: "webhook",
+                addr: w.listen,
+                reason: e.to_string(),
+            })?;
+            Some((hook, notices, listener, addr))
+        }
+        None => None,
+    };
+    let client = match &config.kubernetes {
+        Some(k) => Some(crate::cluster::connect(k).await?),
+        None => None,
+    };
     let rate = RateLimit {
         per_second: NonZeroU32::new(config.server.cloud_calls_per_second)
             .unwrap_or(NonZeroU32::MIN),
@@ -197,24 +244,7 @@ pub async fn start_on(
         prices,
         metrics.clone(),
     );
-    let grpc_listener = Listeners::share("gRPC", &listeners.grpc)?;
-    let http_listener = listeners.http()?;
-    let grpc_addr = grpc_listener.local_addr().map_err(|e| ServeError::Listen {
-        what: "gRPC",
-        addr: config.server.grpc_listen,
-        reason: e.to_string(),
-    })?;
-    let http_addr = http_listener.local_addr().map_err(|e| ServeError::Listen {
-        what: "HTTP",
-        addr: config.server.http_listen,
-        reason: e.to_string(),
-    })?;
-
     let cancel = CancellationToken::new();
-    let client = match &config.kubernetes {
-        Some(k) => Some(crate::cluster::connect(k).await?),
-        None => None,
-    };
     let mut cluster_tasks = match (&config.kubernetes, &client) {
         (Some(k), Some(client)) => {
             crate::cluster::attach(
@@ -270,10 +300,6 @@ pub async fn start_on(
             }
         }
     }));
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls)?;
-    }
     let grpc = builder
         .add_service(CloudProviderServer::new(service))
         .serve_with_incoming_shutdown(
@@ -291,25 +317,7 @@ pub async fn start_on(
 
     let mut webhook = None;
     let mut webhook_tasks = Vec::new();
-    if let Some(w) = &config.webhook {
-        let settings = w.settings()?;
-        let (hook, notices) =
-            crate::webhook::Webhook::new(settings, fleet.clock().clone(), metrics.clone())
-                .map_err(ServeError::Webhook)?;
-        let listener = match &listeners.webhook {
-            Some(l) => Listeners::share("webhook", l)?,
-            None => {
-                return Err(ServeError::Webhook(format!(
-                    "webhook.listen ({}) was not bound at start: a webhook added by a reload needs a restart",
-                    w.listen
-                )));
-            }
-        };
-        let addr = listener.local_addr().map_err(|e| ServeError::Listen {
-            what: "webhook",
-            addr: w.listen,
-            reason: e.to_string(),
-        })?;
+    if let Some((hook, notices, listener, addr)) = webhook_parts {
         let app = hook
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();

@@ -1,12 +1,17 @@
 //! `gpupool serve` around the server: the ports bound once, leader election
 //! (a standby serves only its operations port, not Ready), and the config
-//! file (with the TLS files it names) reloaded on change without a restart.
+//! file (with the files it names) reloaded on change without a restart.
 //!
 //! A reload is a new server generation on the same ports: the new config is
-//! checked offline and its cloud connected first, so a bad file changes
-//! nothing; then the running server stops as on SIGTERM (calls under way
-//! finish, cloud work is awaited, bounded) and the new one starts. If the
-//! new one cannot start, the old config is started again.
+//! checked offline (its TLS and webhook files too) and its cloud connected
+//! first, so a bad file changes nothing; then the running server stops as
+//! on SIGTERM (calls under way finish, cloud work is awaited, then ended)
+//! and the new one starts. If the new one cannot start, the last good config
+//! is started again.
+//!
+//! While leading, a watchdog reads the Lease; if it is lost, the process
+//! exits at once, whatever it is doing, so no work goes on beside the next
+//! leader's.
 
 use crate::cluster::leader::{Election, Ended};
 use crate::config::{CloudKind, Config, ConfigError};
@@ -28,12 +33,6 @@ pub enum SupervisorError {
     Serve(#[from] ServeError),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
-    #[error(transparent)]
-    Election(#[from] crate::cluster::leader::ElectionError),
-    /// Stops the process: work begun as leader must not go on beside the
-    /// new leader's.
-    #[error("lost the leader lease {lease}: {why}")]
-    LeaseLost { lease: String, why: String },
 }
 
 /// Where the config comes from: a file (watched) or the embedded example,
@@ -53,8 +52,9 @@ impl Source {
         Ok(config)
     }
 
-    /// The files whose change means a reload: the config file and the TLS
-    /// files it names (cert-manager renews those in place).
+    /// The files whose change means a reload: the config file, and the TLS
+    /// and webhook secret files it names (renewed in place by cert-manager
+    /// and by secret rotation).
     fn watched(&self, config: &Config) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = self.path.iter().cloned().collect();
         if let Some(tls) = &config.server.tls {
@@ -62,7 +62,31 @@ impl Source {
             files.push(tls.key.clone());
             files.extend(tls.cacert.clone());
         }
+        if let Some(w) = &config.webhook {
+            files.push(w.secret_file.clone());
+        }
         files
+    }
+
+    /// The file as it is now, if it may replace `running`: parsed, checked
+    /// offline (as `check-config`), its TLS and webhook files readable, and
+    /// nothing changed that only a restart applies.
+    fn candidate(&self, running: &Config) -> Result<Config, String> {
+        let next = self.load().map_err(|e| e.to_string())?;
+        crate::backend::offline_specs(&next).map_err(|e| e.to_string())?;
+        if let Some(tls) = &next.server.tls {
+            let tls = crate::tls::server_config(tls).map_err(|e| e.to_string())?;
+            tonic::transport::Server::builder()
+                .tls_config(tls)
+                .map_err(|e| format!("server.tls: {e}"))?;
+        }
+        if let Some(w) = &next.webhook {
+            w.settings().map_err(|e| e.to_string())?;
+        }
+        if let Some(why) = needs_restart(running, &next) {
+            return Err(format!("{why} changed: that takes a restart"));
+        }
+        Ok(next)
     }
 }
 
@@ -85,31 +109,46 @@ struct Generation {
     server: Server,
 }
 
-/// Serves until `stop` resolves (SIGTERM), or until the leader lease is
-/// lost (an error: the process must exit).
+/// What became of a changed file.
+enum Reloaded {
+    Applied(Generation),
+    /// Kept the running server; `retry`: the file may be fine and the
+    /// failure passing (its cloud could not be reached), so look again.
+    Kept {
+        running: Generation,
+        retry: bool,
+    },
+}
+
+/// Serves until `stop` resolves (SIGTERM). With leader election, stands by
+/// until this replica holds the Lease; a lost Lease exits the process.
 pub async fn run(
     source: Source,
     clock: Arc<dyn Clock>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), SupervisorError> {
-    let config = source.load()?;
-    let listeners = Listeners::bind(&config)?;
+    let mut last_good = source.load()?;
+    let listeners = Listeners::bind(&last_good)?;
     let process = ProcessMetrics::default();
-    let election = match &config.kubernetes {
+    let election = match &last_good.kubernetes {
         Some(k) if k.leader_election.enabled => {
             let client = crate::cluster::connect(k).await?;
-            Some(Election::new(client, &k.namespace, &k.leader_election).await?)
+            Some(Arc::new(Election::new(
+                client,
+                &k.namespace,
+                &k.leader_election,
+            )))
         }
         _ => None,
     };
-    let min_hold = config
+    let handover_after = last_good
         .kubernetes
         .as_ref()
         .map_or(Duration::ZERO, |k| k.leader_election.lease_duration * 2);
     tokio::pin!(stop);
-    let mut config = config;
     // The last term's backend and the config it was made for.
-    let mut backend: Option<(Config, Backend)> = None;
+    let mut kept: Option<(Config, Backend)> = None;
+    let mut first_term = true;
     loop {
         if let Some(e) = &election {
             process.set_leader(false);
@@ -128,46 +167,68 @@ pub async fn run(
             };
             standby.stop().await;
             if !acquired {
+                // The Lease may have been taken just as the signal came.
+                e.release().await;
                 return Ok(());
             }
             tracing::info!(lease = %e.lease(), identity = %e.identity(), "leading");
         }
         process.set_leader(true);
         // A new term reads the file again: it may have changed meanwhile.
-        if election.is_some() {
-            match source.load() {
-                Ok(c) => config = c,
-                Err(e) => {
-                    tracing::error!(error = %e, "config file no longer valid; serving the last good one")
+        let config = if first_term {
+            last_good.clone()
+        } else {
+            match source.candidate(&last_good) {
+                Ok(c) => c,
+                Err(why) => {
+                    tracing::error!(error = %why, "config file not usable; serving the last good one");
+                    last_good.clone()
                 }
             }
-        }
-        let kept = backend
+        };
+        first_term = false;
+        let backend = kept
             .take()
             .filter(|(c, _)| same_sim(c, &config))
             .map(|(_, b)| b);
-        let generation =
-            match start(config.clone(), kept, clock.clone(), &listeners, &process).await {
-                Ok(g) => g,
-                Err(e) => {
-                    if let Some(el) = &election {
-                        el.release().await;
+        let generation = match start(config, backend, clock.clone(), &listeners, &process).await {
+            Ok(g) => g,
+            Err(e) if election.is_some() => {
+                tracing::error!(error = %e, "cannot start with the config file; starting the last good one");
+                match start(last_good.clone(), None, clock.clone(), &listeners, &process).await {
+                    Ok(g) => g,
+                    Err(e) => {
+                        if let Some(el) = &election {
+                            el.release().await;
+                        }
+                        return Err(e);
                     }
-                    return Err(e);
                 }
-            };
-        announce(&generation);
-        let mut generation = Some(generation);
-        let hold = async {
-            match &election {
-                Some(e) => e.hold(min_hold).await,
-                None => std::future::pending().await,
             }
+            Err(e) => return Err(e),
         };
-        tokio::pin!(hold);
-        let mut files = source.watched(&config);
+        last_good = generation.config.clone();
+        announce(&generation);
+        // The watchdog: runs beside everything below, reloads and shutdown
+        // included.
+        let (handover_tx, mut handover) = tokio::sync::oneshot::channel::<()>();
+        let watchdog = election.clone().map(|e| {
+            tokio::spawn(async move {
+                match e.hold(Some(handover_after)).await {
+                    Ended::Lost(why) => {
+                        tracing::error!(lease = %e.lease(), "lost the leader lease {}: {why}; exiting", e.lease());
+                        std::process::exit(1);
+                    }
+                    Ended::Handover => {
+                        let _ = handover_tx.send(());
+                    }
+                }
+            })
+        });
+        let mut running = generation;
+        let mut files = source.watched(&running.config);
         let mut seen = Fingerprint::read(&files);
-        let period = config.server.config_reload_interval;
+        let period = running.config.server.config_reload_interval;
         let mut tick = tokio::time::interval(if period.is_zero() {
             Duration::from_secs(3600)
         } else {
@@ -175,63 +236,68 @@ pub async fn run(
         });
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
-        let ended = loop {
+        let handed_over = loop {
             tokio::select! {
-                () = &mut stop => break None,
-                ended = &mut hold => break Some(ended),
+                () = &mut stop => break false,
+                r = &mut handover, if watchdog.is_some() => break r.is_ok(),
                 _ = tick.tick(), if !period.is_zero() => {
                     let now = Fingerprint::read(&files);
                     if now == seen {
                         continue;
                     }
-                    seen = now;
-                    let Some(running) = generation.take() else { continue };
-                    let next = reload(&source, running, &listeners, &process).await?;
-                    announce(&next);
-                    files = source.watched(&next.config);
-                    seen = Fingerprint::read(&files);
-                    generation = Some(next);
+                    match reload(&source, running, &listeners, &process).await {
+                        Ok(Reloaded::Applied(next)) => {
+                            announce(&next);
+                            last_good = next.config.clone();
+                            let next_files = source.watched(&next.config);
+                            // What was read before loading: a change made
+                            // during the reload is seen at the next look.
+                            seen = if next_files == files { now } else { Fingerprint::read(&next_files) };
+                            files = next_files;
+                            running = next;
+                        }
+                        Ok(Reloaded::Kept { running: kept_gen, retry }) => {
+                            if !retry {
+                                seen = now;
+                            }
+                            running = kept_gen;
+                        }
+                        Err(e) => {
+                            if let Some(el) = &election {
+                                el.release().await;
+                            }
+                            return Err(e);
+                        }
+                    }
                 }
             }
         };
-        if let (Some(Ended::Lost(why)), Some(e)) = (&ended, &election) {
-            // No graceful stop: its wait for cloud work would let that work
-            // go on beside the new leader's. The process exits.
-            e.abandon();
-            return Err(SupervisorError::LeaseLost {
-                lease: e.lease().to_owned(),
-                why: why.clone(),
-            });
+        // Still watched while it stops: cloud work may run up to its bound.
+        running.server.shutdown().await;
+        if let Some(w) = &watchdog {
+            w.abort();
         }
-        if let Some(g) = generation.take() {
-            g.server.shutdown().await;
-            backend = Some((g.config.clone(), g.backend));
-            config = g.config;
+        kept = Some((running.config, running.backend));
+        let Some(e) = &election else {
+            return Ok(());
+        };
+        e.release().await;
+        if !handed_over {
+            return Ok(());
         }
-        match (ended, &election) {
-            (None, Some(e)) => {
-                e.release().await;
-                return Ok(());
-            }
-            (None, None) => return Ok(()),
-            (Some(Ended::Lost(_)), Some(_)) => unreachable!("returned above"),
-            (Some(Ended::Handover), Some(e)) => {
-                tracing::info!(lease = %e.lease(), "this replica's node is cordoned: handing the lease over");
-                e.release().await;
-                // Long enough for a standby to take it; without one, this
-                // replica takes it back.
-                process.set_leader(false);
-                let standby = Standby::start(&listeners, &process, e.lease().to_owned())?;
-                let stopped = tokio::select! {
-                    () = tokio::time::sleep(min_hold) => false,
-                    () = &mut stop => true,
-                };
-                standby.stop().await;
-                if stopped {
-                    return Ok(());
-                }
-            }
-            (Some(_), None) => unreachable!("no election, no end of a term"),
+        tracing::info!(lease = %e.lease(), "this replica's node is being drained: the lease is handed over");
+        // Long enough for a standby to take it; without one, this replica
+        // takes it back (and hands it over again while the drain lasts: the
+        // drain's evictions go through while it is not Ready).
+        process.set_leader(false);
+        let standby = Standby::start(&listeners, &process, e.lease().to_owned())?;
+        let stopped = tokio::select! {
+            () = tokio::time::sleep(handover_after) => false,
+            () = &mut stop => true,
+        };
+        standby.stop().await;
+        if stopped {
+            return Ok(());
         }
     }
 }
@@ -278,33 +344,28 @@ fn same_sim(old: &Config, new: &Config) -> bool {
 }
 
 /// Replaces `running` with a server for the file as it is now, or keeps it.
+/// An error: neither the new config nor the running one could be started.
 async fn reload(
     source: &Source,
     running: Generation,
     listeners: &Listeners,
     process: &ProcessMetrics,
-) -> Result<Generation, SupervisorError> {
-    let rejected = |why: String, running: Generation| {
+) -> Result<Reloaded, SupervisorError> {
+    let kept = |why: String, running: Generation, retry: bool| {
         tracing::error!(error = %why, "config reload rejected; serving the running config");
         process.reloaded("rejected");
-        Ok(running)
+        Ok(Reloaded::Kept { running, retry })
     };
-    let mut next = match source.load() {
+    let mut next = match source.candidate(&running.config) {
         Ok(c) => c,
-        Err(e) => return rejected(e.to_string(), running),
+        Err(why) => return kept(why, running, false),
     };
-    if let Err(e) = crate::backend::offline_specs(&next) {
-        return rejected(e.to_string(), running);
-    }
-    if let Some(why) = needs_restart(&running.config, &next) {
-        return rejected(format!("{why} changed: that takes a restart"), running);
-    }
     let backend = if same_sim(&running.config, &next) {
         running.backend.clone()
     } else {
         match crate::backend::from_config(&mut next, running.backend.clock.clone()).await {
             Ok(b) => b,
-            Err(e) => return rejected(e.to_string(), running),
+            Err(e) => return kept(e.to_string(), running, true),
         }
     };
     let Generation {
@@ -317,11 +378,11 @@ async fn reload(
         Ok(server) => {
             tracing::info!(groups = next.node_groups.len(), "config reloaded");
             process.reloaded("applied");
-            Ok(Generation {
+            Ok(Reloaded::Applied(Generation {
                 config: next,
                 backend,
                 server,
-            })
+            }))
         }
         Err(e) => {
             tracing::error!(error = %e, "config reload rejected when starting; starting the previous config again");
@@ -329,16 +390,20 @@ async fn reload(
             let server =
                 crate::server::start_on(&old_config, old_backend.clone(), listeners, process)
                     .await?;
-            Ok(Generation {
-                config: old_config,
-                backend: old_backend,
-                server,
+            Ok(Reloaded::Kept {
+                running: Generation {
+                    config: old_config,
+                    backend: old_backend,
+                    server,
+                },
+                retry: false,
             })
         }
     }
 }
 
-/// What a reload cannot change: the bound ports and the Lease.
+/// What a reload cannot change: the bound ports, how the cluster is
+/// reached and the election.
 fn needs_restart(old: &Config, new: &Config) -> Option<&'static str> {
     if old.server.grpc_listen != new.server.grpc_listen {
         return Some("server.grpc_listen");
@@ -349,17 +414,21 @@ fn needs_restart(old: &Config, new: &Config) -> Option<&'static str> {
     if old.webhook.as_ref().map(|w| w.listen) != new.webhook.as_ref().map(|w| w.listen) {
         return Some("webhook (its port)");
     }
-    let election = |c: &Config| {
+    let cluster = |c: &Config| {
         c.kubernetes.as_ref().map(|k| {
             (
+                k.kubeconfig.clone(),
+                k.context.clone(),
                 k.namespace.clone(),
                 k.leader_election.enabled,
                 k.leader_election.lease_name.clone(),
+                k.leader_election.lease_duration,
+                k.leader_election.renew_period,
             )
         })
     };
-    if election(old) != election(new) {
-        return Some("kubernetes (namespace or leader_election)");
+    if cluster(old) != cluster(new) {
+        return Some("kubernetes (the cluster, namespace or leader_election)");
     }
     None
 }

@@ -247,6 +247,34 @@ async fn a_leader_whose_lease_is_taken_stops_at_once() {
     );
 }
 
+/// Writes `files` into `dir` as a kubelet updates a ConfigMap or Secret
+/// volume: each name a symlink through `..data`, which is swapped to a new
+/// directory in one rename, so a reader sees all the old files or all the
+/// new ones.
+fn volume(dir: &Path, files: &[(&str, &[u8])]) {
+    use std::os::unix::fs::symlink;
+    std::fs::create_dir_all(dir).unwrap();
+    let version = format!(
+        "..{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    std::fs::create_dir(dir.join(&version)).unwrap();
+    for (name, data) in files {
+        std::fs::write(dir.join(&version).join(name), data).unwrap();
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            symlink(Path::new("..data").join(name), &link).unwrap();
+        }
+    }
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    symlink(&version, &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+}
+
 fn reload_config(max: u32, more_groups: &str) -> String {
     format!(
         "cloud: sim\nregion: sim-east-1\nsim:\n  time_scale: 1000\nserver:\n  grpc_listen: 127.0.0.1:0\n  http_listen: 127.0.0.1:0\n  config_reload_interval: 100ms\nnode_groups:\n  - id: gpu-a\n    min_size: 0\n    max_size: {max}\n    instance_type: gpu-1x-l4\n{more_groups}"
@@ -268,8 +296,10 @@ async fn groups(client: &mut common::Client) -> Option<Vec<(String, i32)>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_config_file_is_applied_without_a_restart_and_a_bad_one_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, reload_config(4, "")).unwrap();
+    let config_dir = dir.path().join("config");
+    let path = config_dir.join("config.yaml");
+    let write = |yaml: String| volume(&config_dir, &[("config.yaml", yaml.as_bytes())]);
+    write(reload_config(4, ""));
     let mut gp = Replica::start(&path, &[], dir.path().join("gp.log"));
     let (grpc, ops) = gp.serving().await;
     let mut client = connect(grpc).await;
@@ -286,14 +316,10 @@ async fn a_changed_config_file_is_applied_without_a_restart_and_a_bad_one_change
         .expect("increase");
 
     // A new max and a new group, applied on the same ports.
-    std::fs::write(
-        &path,
-        reload_config(
-            6,
-            "  - id: gpu-b\n    min_size: 0\n    max_size: 2\n    instance_type: gpu-1x-l40s\n",
-        ),
-    )
-    .unwrap();
+    write(reload_config(
+        6,
+        "  - id: gpu-b\n    min_size: 0\n    max_size: 2\n    instance_type: gpu-1x-l40s\n",
+    ));
     let (grpc2, ops2) = gp.serving().await;
     assert_eq!((grpc2, ops2), (grpc, ops));
     eventually("the new groups are served", async || {
@@ -342,4 +368,91 @@ async fn a_changed_config_file_is_applied_without_a_restart_and_a_bad_one_change
         groups(&mut client).await,
         Some(vec![("gpu-a".to_owned(), 6), ("gpu-b".to_owned(), 2)])
     );
+}
+
+fn bundle() -> gpupool::certs::Bundle {
+    gpupool::certs::generate(&gpupool::certs::Request {
+        server_names: vec!["localhost".into()],
+        client_name: "cluster-autoscaler".into(),
+        valid_for: Duration::from_secs(86_400),
+    })
+    .expect("certificates")
+}
+
+/// A node-groups call over mTLS with `bundle`'s client certificate.
+async fn call_with(grpc: SocketAddr, bundle: &gpupool::certs::Bundle) -> Result<usize, String> {
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+    let channel = Channel::from_shared(format!("https://localhost:{}", grpc.port()))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&bundle.ca_cert))
+                .domain_name("localhost")
+                .identity(Identity::from_pem(&bundle.client_cert, &bundle.client_key)),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    gpupool::proto::cloud_provider_client::CloudProviderClient::new(channel)
+        .node_groups(NodeGroupsRequest {})
+        .await
+        .map(|r| r.into_inner().node_groups.len())
+        .map_err(|e| e.to_string())
+}
+
+fn tls_volume(dir: &Path, b: &gpupool::certs::Bundle, key: &[u8]) {
+    volume(
+        dir,
+        &[
+            ("tls.crt", b.server_cert.as_bytes()),
+            ("tls.key", key),
+            ("ca.crt", b.ca_cert.as_bytes()),
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewed_certificates_are_served_without_a_restart_and_a_broken_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    let first = bundle();
+    tls_volume(&tls, &first, first.server_key.as_bytes());
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        reload_config(4, "").replace(
+            "  config_reload_interval: 100ms\n",
+            &format!(
+                "  config_reload_interval: 100ms\n  tls: {{ cert: {0}/tls.crt, key: {0}/tls.key, cacert: {0}/ca.crt }}\n",
+                tls.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let mut gp = Replica::start(&path, &[], dir.path().join("gp.log"));
+    let (grpc, ops) = gp.serving().await;
+    assert_eq!(call_with(grpc, &first).await, Ok(1));
+
+    // A key that is not one: refused, the running certificate kept.
+    tls_volume(&tls, &first, b"not a key");
+    eventually("the broken key is refused", async || {
+        metric(ops, "gpupool_config_reloads_total{outcome=\"rejected\"}").await == Some(1.0)
+    })
+    .await;
+    assert_eq!(call_with(grpc, &first).await, Ok(1));
+
+    // cert-manager renews the Secret (here with a new CA too): served from
+    // the next look on, and the old client certificate is no longer let in.
+    let renewed = bundle();
+    tls_volume(&tls, &renewed, renewed.server_key.as_bytes());
+    eventually("the renewed certificate is served", async || {
+        call_with(grpc, &renewed).await == Ok(1)
+    })
+    .await;
+    assert_eq!(
+        metric(ops, "gpupool_config_reloads_total{outcome=\"applied\"}").await,
+        Some(1.0)
+    );
+    assert!(call_with(grpc, &first).await.is_err());
 }

@@ -36,7 +36,11 @@ pub enum Ended {
 
 /// One replica's part in the election.
 pub struct Election {
-    manager: Arc<LeaseManager>,
+    client: kube::Client,
+    namespace: String,
+    /// The renewer of the current term: a new one each term, so that a
+    /// release that failed leaves no stale "I lead" behind.
+    manager: tokio::sync::Mutex<Option<Arc<LeaseManager>>>,
     leases: Api<Lease>,
     nodes: Api<Node>,
     identity: String,
@@ -59,12 +63,9 @@ impl std::fmt::Debug for Election {
     }
 }
 
-/// This replica's name in the Lease: configured, else `$POD_NAME`, else host
-/// name and process id.
-pub fn identity(config: &LeaderElectionConfig) -> String {
-    if let Some(i) = &config.identity {
-        return i.clone();
-    }
+/// This replica's name in the Lease: `$POD_NAME`, else host name and
+/// process id. Never from the config file, which every replica shares.
+pub fn identity() -> String {
     if let Ok(pod) = std::env::var("POD_NAME")
         && !pod.is_empty()
     {
@@ -76,44 +77,26 @@ pub fn identity(config: &LeaderElectionConfig) -> String {
     format!("{host}-{}", std::process::id())
 }
 
+/// Taints that say a node is being emptied without a cordon:
+/// cluster-autoscaler's scale-down and Karpenter's disruption.
+const LEAVING_TAINTS: [&str; 2] = ["ToBeDeletedByClusterAutoscaler", "karpenter.sh/disrupted"];
+
 impl Election {
-    pub async fn new(
-        client: kube::Client,
-        namespace: &str,
-        config: &LeaderElectionConfig,
-    ) -> Result<Self, ElectionError> {
-        let identity = identity(config);
-        let lease = format!("{namespace}/{}", config.lease_name);
-        let secs = config.lease_duration.as_secs().max(2);
-        // Renewed `renew_period` after the last renewal: that much before it
-        // would expire.
-        let grace = secs
-            .saturating_sub(config.renew_period.as_secs().max(1))
-            .max(1);
-        let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
-            .with_namespace(namespace)
-            .with_identity(&identity)
-            .with_duration(secs)
-            .with_grace(grace)
-            .with_field_manager(format!("gpupool-{identity}"))
-            .build()
-            .await
-            .map_err(|e| ElectionError {
-                lease: lease.clone(),
-                reason: e.to_string(),
-            })?;
-        Ok(Self {
-            manager: Arc::new(manager),
+    pub fn new(client: kube::Client, namespace: &str, config: &LeaderElectionConfig) -> Self {
+        Self {
+            manager: tokio::sync::Mutex::new(None),
             leases: Api::namespaced(client.clone(), namespace),
-            nodes: Api::all(client),
-            identity,
-            lease,
+            nodes: Api::all(client.clone()),
+            client,
+            namespace: namespace.to_owned(),
+            identity: identity(),
+            lease: format!("{namespace}/{}", config.lease_name),
             lease_name: config.lease_name.clone(),
-            duration: Duration::from_secs(secs),
+            duration: Duration::from_secs(config.lease_duration.as_secs().max(2)),
             renew_period: config.renew_period,
             node_name: std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()),
             renewer: std::sync::Mutex::new(None),
-        })
+        }
     }
 
     pub fn identity(&self) -> &str {
@@ -124,11 +107,47 @@ impl Election {
         &self.lease
     }
 
-    /// Waits until this replica holds the Lease, then keeps it renewed in
-    /// the background until [`Election::release`].
+    /// How long a read of the Lease or the Node may take.
+    fn read_timeout(&self) -> Duration {
+        (self.renew_period / 2).min(Duration::from_secs(2))
+    }
+
+    async fn new_manager(&self) -> Result<LeaseManager, ElectionError> {
+        // Renewed `renew_period` after the last renewal: that much before it
+        // would expire.
+        let secs = self.duration.as_secs();
+        let grace = secs
+            .saturating_sub(self.renew_period.as_secs().max(1))
+            .max(1);
+        LeaseManagerBuilder::new(self.client.clone(), &self.lease_name)
+            .with_namespace(&self.namespace)
+            .with_identity(&self.identity)
+            .with_duration(secs)
+            .with_grace(grace)
+            .with_field_manager(format!("gpupool-{}", self.identity))
+            .build()
+            .await
+            .map_err(|e| ElectionError {
+                lease: self.lease.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Waits until this replica holds the Lease (creating it if missing),
+    /// then keeps it renewed in the background until [`Election::release`].
     pub async fn acquire(&self) {
+        let manager = loop {
+            match self.new_manager().await {
+                Ok(m) => break Arc::new(m),
+                Err(e) => {
+                    tracing::warn!(error = %e, "leader election: cannot read or create the lease; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        *self.manager.lock().await = Some(manager.clone());
         loop {
-            match self.manager.changed().await {
+            match manager.changed().await {
                 Ok(true) => break,
                 Ok(false) => {}
                 Err(e) => {
@@ -137,7 +156,6 @@ impl Election {
                 }
             }
         }
-        let manager = self.manager.clone();
         let lease = self.lease.clone();
         let renewer = tokio::spawn(async move {
             loop {
@@ -162,20 +180,24 @@ impl Election {
     }
 
     /// While leading: resolves when this replica must stop. Reads the Lease
-    /// every renew period; leadership ends when it names another holder, or
-    /// when it cannot be read before this replica's hold would expire. With
-    /// `$NODE_NAME` set, ends with [`Ended::Handover`] once the node is
-    /// cordoned and the Lease has been held for `min_hold`.
-    pub async fn hold(&self, min_hold: Duration) -> Ended {
+    /// every renew period (each read bounded); leadership ends when the
+    /// Lease names another holder, or when, unrenewed, it would expire
+    /// before the next read could tell: so this replica stops acting before
+    /// a standby may take the Lease (clocks agreeing). With `$NODE_NAME`
+    /// and `handover_after`, ends with [`Ended::Handover`] once the node is
+    /// cordoned or tainted for removal and the Lease has been held that long.
+    pub async fn hold(&self, handover_after: Option<Duration>) -> Ended {
         let since = Instant::now();
-        let mut confirmed = Instant::now();
+        let timeout = self.read_timeout();
+        // Just taken: renewed no earlier than this.
+        let mut expires = SystemTime::now() + self.duration - self.renew_period;
         let mut tick = tokio::time::interval(self.renew_period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match tokio::time::timeout(self.renew_period, self.leases.get(&self.lease_name)).await {
+            match tokio::time::timeout(timeout, self.leases.get(&self.lease_name)).await {
                 Ok(Ok(lease)) => match self.holding(&lease) {
-                    Ok(()) => confirmed = Instant::now(),
+                    Ok(e) => expires = e,
                     Err(why) => return Ended::Lost(why),
                 },
                 Ok(Err(e)) => {
@@ -185,23 +207,25 @@ impl Election {
                     tracing::warn!(lease = %self.lease, "leader election: reading the lease timed out")
                 }
             }
-            // Renewed at most `duration` before it was last confirmed; stop
-            // acting one renew period before anyone else may take it.
-            let unconfirmed = confirmed.elapsed();
-            if unconfirmed + self.renew_period >= self.duration {
+            let left = expires
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            if left <= self.renew_period + timeout {
                 return Ended::Lost(format!(
-                    "the lease could not be confirmed for {}s",
-                    unconfirmed.as_secs()
+                    "the lease was not renewed: it expires in {}s, before the next look",
+                    left.as_secs()
                 ));
             }
-            if since.elapsed() >= min_hold && self.node_cordoned().await {
+            if handover_after.is_some_and(|h| since.elapsed() >= h)
+                && self.node_leaving(timeout).await
+            {
                 return Ended::Handover;
             }
         }
     }
 
-    /// `Ok` when the Lease names this replica and has not expired.
-    fn holding(&self, lease: &Lease) -> Result<(), String> {
+    /// When the Lease names this replica: when it expires.
+    fn holding(&self, lease: &Lease) -> Result<SystemTime, String> {
         let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.unwrap_or_default();
         if holder != self.identity {
@@ -216,26 +240,35 @@ impl Election {
                 + Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64)
         });
         match expires {
-            Some(e) if e > SystemTime::now() => Ok(()),
+            Some(e) if e > SystemTime::now() => Ok(e),
             _ => Err("this replica's hold on the lease expired".to_owned()),
         }
     }
 
-    async fn node_cordoned(&self) -> bool {
+    /// Whether this replica's node is cordoned or tainted for removal.
+    async fn node_leaving(&self, timeout: Duration) -> bool {
         let Some(name) = &self.node_name else {
             return false;
         };
-        match self.nodes.get(name).await {
-            Ok(node) => node.spec.and_then(|s| s.unschedulable).unwrap_or(false),
-            Err(e) => {
+        match tokio::time::timeout(timeout, self.nodes.get(name)).await {
+            Ok(Ok(node)) => node.spec.is_some_and(|s| {
+                s.unschedulable.unwrap_or(false)
+                    || s.taints
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|t| LEAVING_TAINTS.contains(&t.key.as_str()))
+            }),
+            Ok(Err(e)) => {
                 tracing::debug!(node = %name, error = %e, "cannot read this replica's node");
                 false
             }
+            Err(_) => false,
         }
     }
 
-    /// Stops renewing and frees the Lease (when this replica holds it), so
-    /// a standby takes it at once instead of after it expires.
+    /// Stops renewing and frees the Lease when this replica holds it, so
+    /// that a standby takes it when its wait ends (at the latest when the
+    /// Lease would have expired), whatever this replica does next.
     pub async fn release(&self) {
         if let Some(r) = self
             .renewer
@@ -245,31 +278,32 @@ impl Election {
         {
             r.abort();
         }
-        if let Err(e) = self.manager.release().await {
-            tracing::warn!(lease = %self.lease, error = %e, "leader election: releasing the lease failed; it expires on its own");
+        let Some(manager) = self.manager.lock().await.take() else {
+            return;
+        };
+        match tokio::time::timeout(self.duration, manager.release()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(lease = %self.lease, error = %e, "leader election: releasing the lease failed; it expires on its own")
+            }
+            Err(_) => {
+                tracing::warn!(lease = %self.lease, "leader election: releasing the lease timed out; it expires on its own")
+            }
         }
     }
 
-    /// Stops renewing without touching the Lease (it was lost).
-    pub fn abandon(&self) {
-        if let Some(r) = self
-            .renewer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            r.abort();
-        }
-    }
-
-    /// Who holds the Lease now, for the standby's readiness message.
+    /// Who holds the Lease now, if anyone does and it has not expired.
     pub async fn holder(&self) -> Option<String> {
-        self.leases
-            .get_opt(&self.lease_name)
-            .await
-            .ok()
+        let lease =
+            tokio::time::timeout(self.read_timeout(), self.leases.get_opt(&self.lease_name))
+                .await
+                .ok()?
+                .ok()??;
+        let spec = lease.spec?;
+        let expires = SystemTime::from(spec.renew_time?.0)
+            + Duration::from_secs(spec.lease_duration_seconds?.max(0) as u64);
+        (expires > SystemTime::now())
+            .then_some(spec.holder_identity)
             .flatten()
-            .and_then(|l| l.spec)
-            .and_then(|s| s.holder_identity)
     }
 }

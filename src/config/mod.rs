@@ -243,12 +243,11 @@ pub struct LeaderElectionConfig {
     /// dead leader delays its successor.
     #[serde(with = "humantime_serde")]
     pub lease_duration: Duration,
-    /// How often the holder renews the Lease; less than `lease_duration`.
+    /// How often the holder renews the Lease; at most a third of
+    /// `lease_duration`. (Each replica's name in the Lease is `$POD_NAME`,
+    /// never set here: every replica reads this file.)
     #[serde(with = "humantime_serde")]
     pub renew_period: Duration,
-    /// This replica's name in the Lease; absent: `$POD_NAME`, else the host
-    /// name and process id.
-    pub identity: Option<String>,
 }
 
 impl Default for LeaderElectionConfig {
@@ -258,7 +257,6 @@ impl Default for LeaderElectionConfig {
             lease_name: "gpupool".to_owned(),
             lease_duration: Duration::from_secs(15),
             renew_period: Duration::from_secs(5),
-            identity: None,
         }
     }
 }
@@ -281,25 +279,17 @@ impl LeaderElectionConfig {
         check_duration(
             "kubernetes.leader_election.lease_duration",
             self.lease_duration,
-            Duration::from_secs(2),
+            Duration::from_secs(3),
             Some(Duration::from_secs(300)),
         )?;
+        // The leader renews, reads the Lease and must still have a renew
+        // period before it expires: a third leaves room for one failed renewal.
         check_duration(
             "kubernetes.leader_election.renew_period",
             self.renew_period,
             Duration::from_secs(1),
-            Some(self.lease_duration.saturating_sub(Duration::from_secs(1))),
+            Some(self.lease_duration / 3),
         )?;
-        if self
-            .identity
-            .as_deref()
-            .is_some_and(|i| i.trim().is_empty())
-        {
-            return Err(ConfigError::invalid(
-                "kubernetes.leader_election.identity",
-                "must not be empty when set",
-            ));
-        }
         Ok(())
     }
 }

@@ -56,6 +56,9 @@ pub struct Fleet {
     /// One sync at a time, so an older listing never lands after a newer one.
     sync_lock: tokio::sync::Mutex<()>,
     tasks: TaskTracker,
+    /// Ends cloud work still under way when shutdown's wait runs out: as a
+    /// process exit would, so that none of it goes on beside a successor.
+    abandon: tokio_util::sync::CancellationToken,
     boots: Arc<Boots>,
     /// Offerings skipped for a while after an interruption or a capacity
     /// error.
@@ -135,6 +138,7 @@ impl Fleet {
             ),
             sync_lock: tokio::sync::Mutex::new(()),
             tasks: TaskTracker::new(),
+            abandon: tokio_util::sync::CancellationToken::new(),
             boots,
             unavailable: offerings::Unavailable::default(),
             cooldown: rate.offering_cooldown,
@@ -321,19 +325,23 @@ impl Fleet {
         self.tasks.reopen();
     }
 
-    /// Waits at most `limit` for cloud work under way; what is left is found
-    /// again by the next start's sync (instances carry their request id).
-    pub async fn shutdown(&self, limit: Duration) {
+    /// Waits at most `limit` for cloud work under way, then ends the rest at
+    /// its next await; what it made is found again by the next start's sync
+    /// (instances carry their request id). True when all of it finished.
+    pub async fn shutdown(&self, limit: Duration) -> bool {
         self.tasks.close();
-        if tokio::time::timeout(limit, self.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                tasks = self.tasks.len(),
-                "cloud work still under way at shutdown"
-            );
+        if tokio::time::timeout(limit, self.tasks.wait()).await.is_ok() {
+            return true;
         }
+        tracing::warn!(
+            tasks = self.tasks.len(),
+            "cloud work still under way at shutdown; abandoning it (the next sync sees what it made)"
+        );
+        // Dropped at their next await, as a process exit would end them, so
+        // no create or delete is sent after this returns.
+        self.abandon.cancel();
+        self.tasks.wait().await;
+        false
     }
 
     /// The prices the fleet buys and reports costs by.
@@ -413,7 +421,10 @@ impl Fleet {
     fn dispatch(self: &Arc<Self>, index: usize, work: Vec<Work>) {
         for w in work {
             let fleet = self.clone();
-            self.tasks.spawn(async move { fleet.run(index, w).await });
+            let abandon = self.abandon.clone();
+            self.tasks.spawn(async move {
+                abandon.run_until_cancelled_owned(fleet.run(index, w)).await;
+            });
         }
     }
 
