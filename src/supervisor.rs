@@ -150,6 +150,8 @@ pub async fn run(
     let mut kept: Option<(Config, Backend)> = None;
     let mut first_term = true;
     loop {
+        // Answers on the ops port until this term's server does.
+        let mut switching: Option<Standby> = None;
         if let Some(e) = &election {
             process.set_leader(false);
             println!(
@@ -160,18 +162,19 @@ pub async fn run(
                     .http_addr()
                     .map_or_else(|| "?".to_owned(), |a| a.to_string())
             );
-            let standby = Standby::start(&listeners, &process, e.lease().to_owned())?;
+            let standby = Standby::start(&listeners, &process, standing_by(e))?;
             let acquired = tokio::select! {
                 () = e.acquire() => true,
                 () = &mut stop => false,
             };
-            standby.stop().await;
             if !acquired {
+                standby.stop().await;
                 // The Lease may have been taken just as the signal came.
                 e.release().await;
                 return Ok(());
             }
             tracing::info!(lease = %e.lease(), identity = %e.identity(), "leading");
+            switching = Some(standby);
         }
         process.set_leader(true);
         // A new term reads the file again: it may have changed meanwhile.
@@ -207,6 +210,9 @@ pub async fn run(
             }
             Err(e) => return Err(e),
         };
+        if let Some(s) = switching.take() {
+            s.stop().await;
+        }
         last_good = generation.config.clone();
         announce(&generation);
         // The watchdog: runs beside everything below, reloads and shutdown
@@ -290,7 +296,7 @@ pub async fn run(
         // takes it back (and hands it over again while the drain lasts: the
         // drain's evictions go through while it is not Ready).
         process.set_leader(false);
-        let standby = Standby::start(&listeners, &process, e.lease().to_owned())?;
+        let standby = Standby::start(&listeners, &process, standing_by(e))?;
         let stopped = tokio::select! {
             () = tokio::time::sleep(handover_after) => false,
             () = &mut stop => true,
@@ -300,6 +306,10 @@ pub async fn run(
             return Ok(());
         }
     }
+}
+
+fn standing_by(e: &Election) -> String {
+    format!("standing by; another replica holds lease {}", e.lease())
 }
 
 fn announce(g: &Generation) {
@@ -373,8 +383,20 @@ async fn reload(
         backend: old_backend,
         server,
     } = running;
+    // /healthz answers throughout, so the switch is never taken for a hang.
+    let switching = Standby::start(listeners, process, "reloading the config".to_owned())?;
     server.shutdown().await;
-    match crate::server::start_on(&next, backend.clone(), listeners, process).await {
+    let started = crate::server::start_on(&next, backend.clone(), listeners, process).await;
+    let started = match started {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            tracing::error!(error = %e, "config reload rejected when starting; starting the previous config again");
+            process.reloaded("rejected");
+            Err(crate::server::start_on(&old_config, old_backend.clone(), listeners, process).await)
+        }
+    };
+    switching.stop().await;
+    match started {
         Ok(server) => {
             tracing::info!(groups = next.node_groups.len(), "config reloaded");
             process.reloaded("applied");
@@ -384,12 +406,8 @@ async fn reload(
                 server,
             }))
         }
-        Err(e) => {
-            tracing::error!(error = %e, "config reload rejected when starting; starting the previous config again");
-            process.reloaded("rejected");
-            let server =
-                crate::server::start_on(&old_config, old_backend.clone(), listeners, process)
-                    .await?;
+        Err(again) => {
+            let server = again?;
             Ok(Reloaded::Kept {
                 running: Generation {
                     config: old_config,
@@ -433,17 +451,20 @@ fn needs_restart(old: &Config, new: &Config) -> Option<&'static str> {
     None
 }
 
-/// A standby's operations port: alive, not Ready, its own metrics.
+/// The operations port while no server answers on it (standing by, or
+/// between two servers): alive, not Ready, the process's metrics. It
+/// shares the listener, so it may run beside a server stopping or starting.
 struct Standby {
     cancel: tokio_util::sync::CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Standby {
+    /// `why`: what `/readyz` says.
     fn start(
         listeners: &Listeners,
         process: &ProcessMetrics,
-        lease: String,
+        why: String,
     ) -> Result<Self, ServeError> {
         use axum::http::{StatusCode, header};
         use axum::routing::get;
@@ -454,13 +475,11 @@ impl Standby {
             .route(
                 "/readyz",
                 get(move || {
-                    let lease = lease.clone();
+                    let why = why.clone();
                     async move {
                         (
                             StatusCode::SERVICE_UNAVAILABLE,
-                            format!(
-                                "not ready: standing by; another replica holds lease {lease}\n"
-                            ),
+                            format!("not ready: {why}\n"),
                         )
                     }
                 }),
