@@ -24,6 +24,7 @@ pub mod preprovision;
 pub mod pricing;
 pub mod quantity;
 pub mod server;
+pub mod simulate;
 pub mod supervisor;
 pub mod template;
 pub mod tls;

@@ -8,6 +8,8 @@ mod groups;
 mod live_prices;
 mod prices;
 mod serve;
+mod simulate;
+mod trace;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -38,6 +40,11 @@ enum Command {
     Prices(prices::Args),
     /// Write a CA and the server and client certificates for mTLS between CA and gpupool
     Certs(certs::Args),
+    /// Replay a workload trace under each policy (always-on, reactive, gpupool) in virtual
+    /// time on the simulated cloud: cost, GPU-hours, pod waits, interruptions
+    Simulate(simulate::Args),
+    /// Workload traces for simulate: import a cluster's pod history, or print a built-in one
+    Trace(trace::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -49,6 +56,8 @@ pub fn main() -> ExitCode {
         Command::ExplainPod(args) => explain::run(args),
         Command::Prices(args) => prices::run(args).map(|()| ExitCode::SUCCESS),
         Command::Certs(args) => certs::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Simulate(args) => simulate::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Trace(args) => trace::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,61 @@
+//! `gpupool simulate`: what each policy costs and how long pods wait, on a
+//! trace (a file, or a built-in one).
+
+use anyhow::Context;
+use gpupool::config::Config;
+use gpupool::simulate::{self, Options, Policy, builtin, trace::Trace};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The workload: a .csv or .jsonl trace (docs/traces.md), or a built-in
+    /// one by name: notebooks, inference, training, batch
+    #[arg(long)]
+    trace: String,
+    /// The node groups (a `cloud: sim` config); without it, the example groups of
+    /// src/simulate/examples/ (a built-in trace's own, else all.yaml)
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Days of a built-in trace
+    #[arg(long, default_value_t = 1)]
+    days: u32,
+    /// Seed of the built-in trace and of the simulated cloud's draws
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print JSON instead of the table
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => simulate::example_config(&args.trace),
+    };
+    let trace = if simulate::builtin::NAMES.contains(&args.trace.as_str()) {
+        builtin::trace(&args.trace, args.days, args.seed)
+            .with_context(|| format!("--days {}: 1 to 366", args.days))?
+    } else {
+        Trace::from_path(std::path::Path::new(&args.trace))?
+    };
+    let options = Options {
+        seed: args.seed,
+        ..Options::default()
+    };
+    let quiet = args.json;
+    let report = simulate::simulate(&config, &trace, &Policy::ALL, &options, &mut |p| {
+        if !quiet {
+            eprintln!(
+                "simulating {} ({} pods) under {} ...",
+                trace.name,
+                trace.pods.len(),
+                p.name()
+            );
+        }
+    })?;
+    if args.json {
+        super::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))
+    } else {
+        super::emit(&report.table())
+    }
+}

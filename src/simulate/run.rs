@@ -1,0 +1,315 @@
+//! One policy's run: gpupool's engine (fleet, templates, prices, boot
+//! models, pre-provisioning floors, interruption replacement) on the
+//! simulated cloud, in virtual time, driven by the CA model and the trace.
+
+use super::SimulateError;
+use super::ca::Ca;
+use super::clock::VirtualClock;
+use super::policy::{self, Policy};
+use super::shape::Shape;
+use super::trace::Trace;
+use super::world::{PodState, World};
+use crate::config::Config;
+use crate::fleet::{Fleet, NodeState, RateLimit};
+use crate::metrics::Metrics;
+use crate::pricing::Prices;
+use crate::template::TemplateContext;
+use crate::webhook::{Kind, Notice, Source, Target};
+use gpupool_cloud::{CapacityType, Clock, Cloud};
+use gpupool_sim::SimCloud;
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How a run is set up.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub seed: u64,
+    /// CA's scan interval: how often the loop runs.
+    pub step: Duration,
+    /// Virtual wall-clock time of the trace's start (a Monday, 00:00 UTC by
+    /// default, so weekdays and hours mean what the trace says).
+    pub start: SystemTime,
+    /// How long past the trace's last pod a run may go on for pods still
+    /// waiting.
+    pub tail: Duration,
+    /// How often the timeline is sampled.
+    pub sample: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            step: Duration::from_secs(10),
+            // 2026-01-05, a Monday.
+            start: SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_571_200),
+            tail: Duration::from_secs(6 * 3600),
+            sample: Duration::from_secs(300),
+        }
+    }
+}
+
+/// One sample of the timeline.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Sample {
+    /// Hours since the start.
+    pub hour: f64,
+    /// Instances per group (creating, running or leaving).
+    pub nodes: Vec<u32>,
+    /// GPUs running pods use, and pending pods ask for.
+    pub used_gpus: f64,
+    pub pending_gpus: f64,
+    /// Dollars spent so far.
+    pub cost: f64,
+}
+
+/// An instance's life, for its cost.
+struct Life {
+    instance_type: String,
+    capacity: CapacityType,
+    zone: Option<String>,
+    gpus: u32,
+    from: SystemTime,
+    to: Option<SystemTime>,
+}
+
+/// What one policy's run gives.
+pub struct Run {
+    pub policy: Policy,
+    pub groups: Vec<String>,
+    pub pods: Vec<super::world::Pod>,
+    pub cost: f64,
+    pub gpu_hours_paid: f64,
+    pub interruptions: u32,
+    pub timeline: Vec<Sample>,
+    /// Most instances each group had at once.
+    pub peaks: BTreeMap<String, u32>,
+    /// Virtual time the run covered.
+    pub span: Duration,
+}
+
+pub async fn run(
+    config: &Config,
+    trace: &Trace,
+    policy: Policy,
+    peaks: &BTreeMap<String, u32>,
+    options: &Options,
+) -> Result<Run, SimulateError> {
+    let config = policy::apply(policy, config, peaks);
+    let clock = Arc::new(VirtualClock::new(options.start));
+    let mut sim = config.sim.clone();
+    sim.time_scale = 1.0;
+    sim.state_file = None;
+    sim.seed = Some(options.seed);
+    if policy != Policy::Gpupool {
+        sim.spot_interruptions_per_hour = 0.0;
+    }
+    let cloud = Arc::new(SimCloud::new(sim, clock.clone())?);
+    let catalog = crate::catalog::merge(
+        crate::catalog::builtin(config.cloud),
+        cloud.instance_types().await?,
+    );
+    let zones = cloud.zones().await?;
+    let specs = config.validate(&catalog, Some(&zones))?;
+    let cx = TemplateContext {
+        region: &config.region,
+        gpu_label: &config.gpu_label,
+    };
+    let shapes: Vec<Shape> = specs.iter().map(|s| Shape::of(s, cx)).collect();
+    let metrics = Arc::new(Metrics::new());
+    let prices = Arc::new(Prices::new(crate::pricing::table::book(
+        config.cloud,
+        &config.region,
+    )));
+    let unlimited = NonZeroU32::new(1_000_000).unwrap_or(NonZeroU32::MIN);
+    let fleet = Fleet::new(
+        cloud.clone(),
+        clock.clone(),
+        metrics.clone(),
+        prices.clone(),
+        specs,
+        RateLimit {
+            per_second: unlimited,
+            burst: unlimited,
+            offering_cooldown: config.interruption.offering_cooldown,
+        },
+    );
+    let _ = fleet.refresh_prices().await;
+    let floors = Arc::new(crate::preprovision::Floors::new(
+        crate::preprovision::plans(fleet.specs()),
+        crate::preprovision::cronjob::candidates(fleet.specs(), cx, &prices.load(), clock.now()),
+        fleet.boots().clone(),
+        metrics.clone(),
+    ));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let engine = crate::interrupt::Engine::new(
+        fleet.clone(),
+        floors.clone(),
+        crate::interrupt::Journal::memory(),
+        None,
+        metrics.clone(),
+        config.interruption.clone(),
+        cancel.clone(),
+    );
+    let ca = Ca {
+        scale_down: policy.scales_down(),
+    };
+    let groups: Vec<String> = fleet.specs().iter().map(|s| s.id.to_string()).collect();
+
+    let mut world = World::new(trace, options.start);
+    let mut lives: BTreeMap<String, Life> = BTreeMap::new();
+    let mut notified: BTreeSet<String> = BTreeSet::new();
+    let mut interruptions = 0;
+    let mut timeline = Vec::new();
+    let mut peak = vec![0u32; groups.len()];
+    let mut next_sample = options.start;
+    let last = options.start + trace.span() + options.tail;
+    let mut boots = fleet.boots().subscribe();
+    loop {
+        let now = clock.now();
+        while let Ok(group) = boots.try_recv() {
+            engine.booted(group);
+        }
+        world.arrive(now);
+        // CA's Refresh.
+        if let Err(e) = fleet.sync().await {
+            tracing::debug!(error = %e, "simulated sync failed");
+        }
+        let snapshot = fleet.snapshot();
+        let mut ready = Vec::new();
+        let mut live = BTreeSet::new();
+        for (g, view) in snapshot.groups.iter().enumerate() {
+            let mut count = 0;
+            for i in &view.instances {
+                let id = i.provider_id.to_string();
+                count += 1;
+                live.insert(id.clone());
+                lives.entry(id.clone()).or_insert_with(|| Life {
+                    instance_type: i.instance_type.clone(),
+                    capacity: i.capacity_type.unwrap_or(CapacityType::OnDemand),
+                    zone: i.zone.clone(),
+                    gpus: shapes[g].physical_gpus,
+                    from: now,
+                    to: None,
+                });
+                if i.state == NodeState::Running {
+                    let name = i.node_name.clone().unwrap_or_else(|| id.clone());
+                    ready.push((id, name, g));
+                }
+            }
+            peak[g] = peak[g].max(count);
+        }
+        for (id, life) in &mut lives {
+            if life.to.is_none() && !live.contains(id) {
+                life.to = Some(now);
+            }
+        }
+        // The cloud's interruption notices, as its event channel would
+        // deliver them.
+        if let Ok(instances) = cloud.list_instances().await {
+            for i in instances {
+                if i.state_reason.as_deref() == Some(gpupool_sim::SPOT_INTERRUPTION)
+                    && notified.insert(i.id.to_string())
+                {
+                    interruptions += 1;
+                    let notice = Notice {
+                        source: Source::Generic,
+                        kind: Kind::Interruption,
+                        target: Target::Instance(i.id.to_string()),
+                        deadline: None,
+                        id: format!("sim-{}", i.id),
+                    };
+                    engine.notice(&notice, now);
+                }
+            }
+        }
+        world.sync_nodes(&ready, &shapes, now);
+        world.finish(now);
+        world.schedule(now, &shapes);
+        floors.evaluate(now);
+        ca.run_loop(now, &world, &fleet, &floors, &shapes, &prices.load());
+
+        if now >= next_sample {
+            let (used, pending) = world.demand();
+            timeline.push(Sample {
+                hour: now
+                    .duration_since(options.start)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+                    / 3600.0,
+                nodes: snapshot
+                    .groups
+                    .iter()
+                    .map(|v| u32::try_from(v.instances.len()).unwrap_or(u32::MAX))
+                    .collect(),
+                used_gpus: used,
+                pending_gpus: pending,
+                cost: cost_of(&lives, &prices.load(), now),
+            });
+            next_sample = now + options.sample;
+        }
+        let idle = world.all_done() && policy != Policy::AlwaysOn;
+        let drained = idle && lives.values().all(|l| l.to.is_some());
+        if now >= last || (world.all_done() && (drained || policy == Policy::AlwaysOn)) {
+            break;
+        }
+        tokio::time::sleep(options.step).await;
+    }
+    let end = clock.now();
+    cancel.cancel();
+    fleet.shutdown(Duration::ZERO).await;
+    let book = prices.load();
+    let cost = cost_of(&lives, &book, end);
+    let gpu_hours_paid = lives
+        .values()
+        .map(|l| {
+            let to = l.to.unwrap_or(end);
+            to.duration_since(l.from).unwrap_or_default().as_secs_f64() / 3600.0 * f64::from(l.gpus)
+        })
+        .sum();
+    let pods = world.pods.clone();
+    let unfinished = pods
+        .iter()
+        .filter(|p| !matches!(p.state, PodState::Done))
+        .count();
+    if unfinished > 0 {
+        tracing::info!(
+            policy = policy.name(),
+            unfinished,
+            "pods still unfinished when the run ended"
+        );
+    }
+    Ok(Run {
+        policy,
+        peaks: groups.iter().cloned().zip(peak).collect(),
+        groups,
+        pods,
+        cost,
+        gpu_hours_paid,
+        interruptions,
+        timeline,
+        span: end.duration_since(options.start).unwrap_or_default(),
+    })
+}
+
+/// Dollars spent on every instance up to `now`.
+fn cost_of(
+    lives: &BTreeMap<String, Life>,
+    book: &crate::pricing::PriceBook,
+    now: SystemTime,
+) -> f64 {
+    lives
+        .values()
+        .map(|l| {
+            let to = l.to.unwrap_or(now).min(now);
+            if to <= l.from {
+                return 0.0;
+            }
+            book.cost(&l.instance_type, l.capacity, l.zone.as_deref(), l.from, to)
+                .or_else(|_| book.cost(&l.instance_type, l.capacity, None, l.from, to))
+                .unwrap_or(0.0)
+        })
+        .sum()
+}

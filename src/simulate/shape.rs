@@ -1,0 +1,78 @@
+//! What a node of each group offers pods, read off the group's real node
+//! template (the one CA is sent): whole GPUs, MIG slices by profile, the
+//! accelerator label, and whether its pods must tolerate spot.
+
+use crate::config::GroupSpec;
+use crate::template::{Template, TemplateContext};
+use gpupool_cloud::PurchaseOption;
+use std::collections::BTreeMap;
+
+/// One group's node, as pods see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shape {
+    /// `nvidia.com/gpu` the node advertises (slices, under MIG's single
+    /// strategy, are counted under `slices` instead).
+    pub gpus: u32,
+    /// `nvidia.com/mig-<profile>` counts.
+    pub slices: BTreeMap<String, u32>,
+    /// The GPUs the instance has (what is paid for).
+    pub physical_gpus: u32,
+    /// The GPU label's value.
+    pub accelerator: Option<String>,
+    /// Spot or spot-then-on-demand: only interruptible pods are placed.
+    pub spot: bool,
+}
+
+impl Shape {
+    pub fn of(spec: &GroupSpec, cx: TemplateContext<'_>) -> Self {
+        let template = Template::build(spec, cx);
+        let status = template.node.status.clone().unwrap_or_default();
+        let count = |q: &k8s_pb::apimachinery::pkg::api::resource::Quantity| {
+            q.string
+                .as_deref()
+                .and_then(|s| crate::quantity::parse(s).ok())
+                .map_or(0, |v| v.max(0.0) as u32)
+        };
+        let mut gpus = 0;
+        let mut slices = BTreeMap::new();
+        for (resource, q) in &status.allocatable {
+            if resource == "nvidia.com/gpu" {
+                gpus = count(q);
+            } else if let Some(profile) = resource.strip_prefix("nvidia.com/mig-") {
+                slices.insert(profile.to_owned(), count(q));
+            }
+        }
+        // MIG's single strategy advertises its slices as nvidia.com/gpu.
+        if let Some(mig) = &spec.sharing.mig
+            && mig.strategy == crate::gpu::sharing::MigStrategy::Single
+            && slices.is_empty()
+            && let Some(profile) = single_profile(&mig.config_name)
+        {
+            slices.insert(profile, gpus);
+            gpus = 0;
+        }
+        let accelerator = template
+            .node
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.get(cx.gpu_label).cloned());
+        Self {
+            gpus,
+            slices,
+            physical_gpus: spec.instance_type.gpu.as_ref().map_or(0, |g| g.count),
+            accelerator,
+            spot: matches!(
+                spec.purchase,
+                PurchaseOption::Spot | PurchaseOption::SpotThenOnDemand
+            ),
+        }
+    }
+}
+
+/// `all-1g.10gb` → `1g.10gb`.
+fn single_profile(config_name: &str) -> Option<String> {
+    config_name
+        .strip_prefix("all-")
+        .filter(|p| *p != "balanced")
+        .map(str::to_owned)
+}
