@@ -25,6 +25,10 @@ pub struct Args {
     /// Print JSON instead of the table
     #[arg(long)]
     json: bool,
+    /// Also draw the runs as an SVG: GPUs paid for over time per policy, with demand,
+    /// and the money spent
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -53,6 +57,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     })?;
+    if let Some(path) = &args.plot {
+        simulate::plot::svg(&report, path)?;
+        if !quiet {
+            eprintln!("plot written to {}", path.display());
+        }
+    }
     if args.json {
         super::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))
     } else {

@@ -6,6 +6,7 @@ pub mod builtin;
 mod ca;
 mod clock;
 pub mod import;
+pub mod plot;
 pub mod policy;
 pub mod report;
 mod run;

@@ -58,6 +58,8 @@ pub struct Sample {
     pub hour: f64,
     /// Instances per group (creating, running or leaving).
     pub nodes: Vec<u32>,
+    /// The GPUs those instances have: what is paid for.
+    pub paid_gpus: f64,
     /// GPUs running pods use, and pending pods ask for.
     pub used_gpus: f64,
     pub pending_gpus: f64,
@@ -72,7 +74,6 @@ struct Life {
     zone: Option<String>,
     gpus: u32,
     from: SystemTime,
-    to: Option<SystemTime>,
 }
 
 /// What one policy's run gives.
@@ -159,7 +160,9 @@ pub async fn run(
     let groups: Vec<String> = fleet.specs().iter().map(|s| s.id.to_string()).collect();
 
     let mut world = World::new(trace, options.start);
+    // Instances alive now; what ended is summed once, when it ends.
     let mut lives: BTreeMap<String, Life> = BTreeMap::new();
+    let mut ended = Spent::default();
     let mut notified: BTreeSet<String> = BTreeSet::new();
     let mut interruptions = 0;
     let mut timeline = Vec::new();
@@ -192,7 +195,6 @@ pub async fn run(
                     zone: i.zone.clone(),
                     gpus: shapes[g].physical_gpus,
                     from: now,
-                    to: None,
                 });
                 if i.state == NodeState::Running {
                     let name = i.node_name.clone().unwrap_or_else(|| id.clone());
@@ -201,10 +203,15 @@ pub async fn run(
             }
             peak[g] = peak[g].max(count);
         }
-        for (id, life) in &mut lives {
-            if life.to.is_none() && !live.contains(id) {
-                life.to = Some(now);
-            }
+        if lives.len() > live.len() || lives.keys().any(|id| !live.contains(id)) {
+            let book = prices.load();
+            lives.retain(|id, life| {
+                if live.contains(id) {
+                    return true;
+                }
+                ended.add(life, &book, now);
+                false
+            });
         }
         // The cloud's interruption notices, as its event channel would
         // deliver them.
@@ -244,31 +251,43 @@ pub async fn run(
                     .iter()
                     .map(|v| u32::try_from(v.instances.len()).unwrap_or(u32::MAX))
                     .collect(),
+                paid_gpus: snapshot
+                    .groups
+                    .iter()
+                    .zip(&shapes)
+                    .map(|(v, s)| v.instances.len() as f64 * f64::from(s.physical_gpus))
+                    .sum(),
                 used_gpus: used,
                 pending_gpus: pending,
-                cost: cost_of(&lives, &prices.load(), now),
+                cost: ended.cost + Spent::of(lives.values(), &prices.load(), now).cost,
             });
             next_sample = now + options.sample;
         }
-        let idle = world.all_done() && policy != Policy::AlwaysOn;
-        let drained = idle && lives.values().all(|l| l.to.is_some());
-        if now >= last || (world.all_done() && (drained || policy == Policy::AlwaysOn)) {
+        // Done when every pod is, and (but for always-on, which never
+        // scales down) the groups are back at their minSize with nothing
+        // being created or deleted: nothing the workload caused is paid
+        // for any more.
+        let settled = || {
+            let snapshot = fleet.snapshot();
+            snapshot.groups.iter().enumerate().all(|(g, v)| {
+                let min = super::ca::min_size(&floors, &fleet.specs()[g], g, &snapshot);
+                v.instances.len() as u32 <= min
+                    && v.instances.iter().all(|i| i.state == NodeState::Running)
+            })
+        };
+        if now >= last || (world.all_done() && (policy == Policy::AlwaysOn || settled())) {
             break;
         }
-        tokio::time::sleep(options.step).await;
+        let wake = quiet_until(now, &world, &fleet, options);
+        tokio::time::sleep(wake.duration_since(now).unwrap_or(options.step)).await;
     }
     let end = clock.now();
     cancel.cancel();
     fleet.shutdown(Duration::ZERO).await;
     let book = prices.load();
-    let cost = cost_of(&lives, &book, end);
-    let gpu_hours_paid = lives
-        .values()
-        .map(|l| {
-            let to = l.to.unwrap_or(end);
-            to.duration_since(l.from).unwrap_or_default().as_secs_f64() / 3600.0 * f64::from(l.gpus)
-        })
-        .sum();
+    let open = Spent::of(lives.values(), &book, end);
+    let cost = ended.cost + open.cost;
+    let gpu_hours_paid = ended.gpu_hours + open.gpu_hours;
     let pods = world.pods.clone();
     let unfinished = pods
         .iter()
@@ -294,22 +313,78 @@ pub async fn run(
     })
 }
 
-/// Dollars spent on every instance up to `now`.
-fn cost_of(
-    lives: &BTreeMap<String, Life>,
-    book: &crate::pricing::PriceBook,
-    now: SystemTime,
-) -> f64 {
-    lives
+/// Longest a quiet stretch is skipped in one go: bounds how late a
+/// pre-provisioning window or a spot interruption is seen.
+const QUIET_MAX: Duration = Duration::from_secs(60);
+
+/// When the loop must next run. CA runs every `step`; while nothing can
+/// change (no pod pending, every instance running, none leaving), loops
+/// until the next arrival, finish or scale-down would do nothing, so they
+/// are skipped, up to [`QUIET_MAX`]. Wake-ups stay on CA's `step` grid.
+fn quiet_until(now: SystemTime, world: &World<'_>, fleet: &Fleet, options: &Options) -> SystemTime {
+    let step = now + options.step;
+    let snapshot = fleet.snapshot();
+    let busy = world.pending().next().is_some()
+        || snapshot.groups.iter().any(|v| {
+            !v.leaving.is_empty() || v.instances.iter().any(|i| i.state != NodeState::Running)
+        });
+    if busy {
+        return step;
+    }
+    let scale_down = world
+        .nodes
         .values()
-        .map(|l| {
-            let to = l.to.unwrap_or(now).min(now);
-            if to <= l.from {
-                return 0.0;
-            }
-            book.cost(&l.instance_type, l.capacity, l.zone.as_deref(), l.from, to)
-                .or_else(|_| book.cost(&l.instance_type, l.capacity, None, l.from, to))
-                .unwrap_or(0.0)
+        .filter_map(|n| {
+            let unneeded = fleet.specs()[n.group]
+                .annotations
+                .ca_options
+                .scale_down_unneeded_time
+                .unwrap_or(super::ca::UNNEEDED);
+            n.empty_since.map(|t| t + unneeded)
         })
-        .sum()
+        .min();
+    let wake = [world.next_arrival(), world.next_finish(), scale_down]
+        .into_iter()
+        .flatten()
+        .fold(now + QUIET_MAX, SystemTime::min)
+        .max(step);
+    // Onto the grid: the first loop time at or after `wake`.
+    let since = wake.duration_since(options.start).unwrap_or_default();
+    let steps = since.as_nanos().div_ceil(options.step.as_nanos().max(1));
+    options.start + options.step * u32::try_from(steps).unwrap_or(u32::MAX)
+}
+
+/// Dollars and GPU-hours spent on instances.
+#[derive(Default)]
+struct Spent {
+    cost: f64,
+    gpu_hours: f64,
+}
+
+impl Spent {
+    /// An instance's life from its start to `to`.
+    fn add(&mut self, l: &Life, book: &crate::pricing::PriceBook, to: SystemTime) {
+        if to <= l.from {
+            return;
+        }
+        self.cost += book
+            .cost(&l.instance_type, l.capacity, l.zone.as_deref(), l.from, to)
+            .or_else(|_| book.cost(&l.instance_type, l.capacity, None, l.from, to))
+            .unwrap_or(0.0);
+        self.gpu_hours += to.duration_since(l.from).unwrap_or_default().as_secs_f64() / 3600.0
+            * f64::from(l.gpus);
+    }
+
+    /// What the instances still alive have spent up to `now`.
+    fn of<'a>(
+        lives: impl Iterator<Item = &'a Life>,
+        book: &crate::pricing::PriceBook,
+        now: SystemTime,
+    ) -> Self {
+        let mut spent = Self::default();
+        for l in lives {
+            spent.add(l, book, now);
+        }
+        spent
+    }
 }

@@ -65,6 +65,8 @@ pub struct World<'t> {
     /// Running instances by provider id.
     pub nodes: BTreeMap<String, Node>,
     next: usize,
+    /// Pods arrived and not done: what every pass looks at.
+    active: BTreeSet<usize>,
 }
 
 /// The share of a GPU a MIG profile is (`3g.40gb` → 3/7).
@@ -160,6 +162,7 @@ impl<'t> World<'t> {
             pods,
             nodes: BTreeMap::new(),
             next: 0,
+            active: BTreeSet::new(),
         }
     }
 
@@ -170,20 +173,43 @@ impl<'t> World<'t> {
                 break;
             }
             self.pods[self.next].state = PodState::Pending;
+            self.active.insert(self.next);
             self.next += 1;
         }
     }
 
-    pub fn all_done(&self) -> bool {
-        self.pods.iter().all(|p| p.state == PodState::Done)
+    /// When the next pod arrives, if one is still to.
+    pub fn next_arrival(&self) -> Option<SystemTime> {
+        self.trace
+            .pods
+            .get(self.next)
+            .map(|p| self.start + p.arrival)
     }
 
-    pub fn pending(&self) -> impl Iterator<Item = usize> + '_ {
-        self.pods
+    /// When the first running pod finishes.
+    pub fn next_finish(&self) -> Option<SystemTime> {
+        self.active
             .iter()
-            .enumerate()
-            .filter(|(_, p)| p.state == PodState::Pending)
-            .map(|(i, _)| i)
+            .map(|&i| (i, &self.pods[i]))
+            .filter_map(|(i, p)| match &p.state {
+                PodState::Running { started, .. } => {
+                    Some(*started + self.trace.pods[i].duration.saturating_sub(p.saved))
+                }
+                _ => None,
+            })
+            .min()
+    }
+
+    pub fn all_done(&self) -> bool {
+        self.next == self.pods.len() && self.active.is_empty()
+    }
+
+    /// Pending pods, in arrival order.
+    pub fn pending(&self) -> impl Iterator<Item = usize> + '_ {
+        self.active
+            .iter()
+            .copied()
+            .filter(|&i| self.pods[i].state == PodState::Pending)
     }
 
     /// The running instances now: (provider id, node name, group). Nodes
@@ -251,7 +277,9 @@ impl<'t> World<'t> {
     /// Running pods whose work is done by `now` finish (at the exact time
     /// they would have).
     pub fn finish(&mut self, now: SystemTime) {
-        for (index, pod) in self.pods.iter_mut().enumerate() {
+        let active: Vec<usize> = self.active.iter().copied().collect();
+        for index in active {
+            let pod = &mut self.pods[index];
             let PodState::Running {
                 node,
                 started,
@@ -279,6 +307,7 @@ impl<'t> World<'t> {
             }
             pod.finished = Some(ends);
             pod.state = PodState::Done;
+            self.active.remove(&index);
         }
     }
 
@@ -317,8 +346,8 @@ impl<'t> World<'t> {
     pub fn demand(&self) -> (f64, f64) {
         let mut running = 0.0;
         let mut pending = 0.0;
-        for (i, p) in self.pods.iter().enumerate() {
-            match p.state {
+        for &i in &self.active {
+            match self.pods[i].state {
                 PodState::Running { .. } => running += gpu_share(&self.trace.pods[i]),
                 PodState::Pending => pending += gpu_share(&self.trace.pods[i]),
                 _ => {}
