@@ -21,7 +21,7 @@ fn main() {
             &trace,
             &Policy::ALL,
             &Options::default(),
-            &mut |_| {},
+            &mut |_, _| {},
         )
         .expect("simulates");
         times.push(started.elapsed());

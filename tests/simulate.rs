@@ -21,7 +21,7 @@ fn run(config: &Config, trace: &Trace, seed: u64) -> Vec<PolicyReport> {
             seed,
             ..Options::default()
         },
-        &mut |_| {},
+        &mut |_, _| {},
     )
     .expect("simulates")
     .policies

@@ -47,16 +47,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ..Options::default()
     };
     let quiet = args.json;
-    let report = simulate::simulate(&config, &trace, &Policy::ALL, &options, &mut |p| {
-        if !quiet {
-            eprintln!(
-                "simulating {} ({} pods) under {} ...",
-                trace.name,
-                trace.pods.len(),
-                p.name()
-            );
-        }
+    // On stderr, and only on a terminal: scripts get the table or JSON alone.
+    let bar = if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(1000)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix:>10} [{bar:40}] {percent:>3}% {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("{} ({} pods)", trace.name, trace.pods.len()));
+    let report = simulate::simulate(&config, &trace, &Policy::ALL, &options, &mut |p, f| {
+        bar.set_prefix(p.name());
+        bar.set_position((f * 1000.0) as u64);
     })?;
+    bar.finish_and_clear();
     if let Some(path) = &args.plot {
         simulate::plot::svg(&report, path)?;
         if !quiet {

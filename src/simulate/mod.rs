@@ -57,13 +57,13 @@ pub enum SimulateError {
 
 /// Runs each of `policies` on `trace` and compares them. Reactive runs
 /// before always-on, which is sized by the reactive run's peaks. `progress`
-/// is told each policy as it starts.
+/// is told, as each policy runs, how far through the trace it is (0 to 1).
 pub fn simulate(
     config: &Config,
     trace: &trace::Trace,
     policies: &[Policy],
     options: &Options,
-    progress: &mut dyn FnMut(Policy),
+    progress: &mut dyn FnMut(Policy, f64),
 ) -> Result<Report, SimulateError> {
     if config.cloud != CloudKind::Sim {
         return Err(SimulateError::NotSim(config.cloud.as_str()));
@@ -87,8 +87,11 @@ pub fn simulate(
     let mut peaks = BTreeMap::new();
     let mut runs = Vec::new();
     for policy in order {
-        progress(policy);
-        let run = runtime.block_on(run::run(config, trace, policy, &peaks, options))?;
+        progress(policy, 0.0);
+        let run = runtime.block_on(run::run(config, trace, policy, &peaks, options, &mut |f| {
+            progress(policy, f)
+        }))?;
+        progress(policy, 1.0);
         if policy == Policy::Reactive {
             peaks = run.peaks.clone();
         }

@@ -97,6 +97,7 @@ pub async fn run(
     policy: Policy,
     peaks: &BTreeMap<String, u32>,
     options: &Options,
+    progress: &mut dyn FnMut(f64),
 ) -> Result<Run, SimulateError> {
     let config = policy::apply(policy, config, peaks);
     let clock = Arc::new(VirtualClock::new(options.start));
@@ -262,6 +263,14 @@ pub async fn run(
                 cost: ended.cost + Spent::of(lives.values(), &prices.load(), now).cost,
             });
             next_sample = now + options.sample;
+            let span = trace.span().as_secs_f64().max(1.0);
+            progress(
+                (now.duration_since(options.start)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+                    / span)
+                    .min(1.0),
+            );
         }
         // Done when every pod is, and (but for always-on, which never
         // scales down) the groups are back at their minSize with nothing
