@@ -378,13 +378,16 @@ async fn reload(
             Err(e) => return kept(e.to_string(), running, true),
         }
     };
+    // /healthz answers throughout, so the switch is never taken for a hang
+    // (without it, the switch goes on: only the probes would miss it).
+    let switching = Standby::start(listeners, process, "reloading the config".to_owned())
+        .inspect_err(|e| tracing::warn!(error = %e, "no ops port while reloading"))
+        .ok();
     let Generation {
         config: old_config,
         backend: old_backend,
         server,
     } = running;
-    // /healthz answers throughout, so the switch is never taken for a hang.
-    let switching = Standby::start(listeners, process, "reloading the config".to_owned())?;
     server.shutdown().await;
     let started = crate::server::start_on(&next, backend.clone(), listeners, process).await;
     let started = match started {
@@ -395,7 +398,9 @@ async fn reload(
             Err(crate::server::start_on(&old_config, old_backend.clone(), listeners, process).await)
         }
     };
-    switching.stop().await;
+    if let Some(s) = switching {
+        s.stop().await;
+    }
     match started {
         Ok(server) => {
             tracing::info!(groups = next.node_groups.len(), "config reloaded");

@@ -6,26 +6,14 @@
 //! kustomize base's objects. The checks are `tests/deploy/check.py`; its
 //! tools come from `scripts/test-deps`' venv.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
-fn venv() -> PathBuf {
-    std::env::var_os("GPUPOOL_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/gpupool/venv")
-        })
-}
-
 fn check(stage: &str) {
-    let venv = venv();
-    let kubectl = venv.join("bin/kubectl");
-    assert!(
-        kubectl.exists(),
-        "{} not found: run scripts/test-deps (or .ci/run) to install the deploy test tools",
-        kubectl.display()
-    );
-    let out = Command::new(venv.join("bin/python"))
+    let kubectl = common::test_tool("kubectl");
+    let out = Command::new(common::test_tool("python"))
         .args(["tests/deploy/check.py", "--only", stage])
         .env("KUBECTL", &kubectl)
         .current_dir(env!("CARGO_MANIFEST_DIR"))

@@ -354,18 +354,7 @@ fn every_alert_has_a_for_a_severity_and_its_annotations() {
 }
 
 fn promtool() -> PathBuf {
-    let venv = std::env::var_os("GPUPOOL_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/gpupool/venv")
-        });
-    let promtool = venv.join("bin/promtool");
-    assert!(
-        promtool.exists(),
-        "{} not found: run scripts/test-deps (or .ci/run) to install promtool",
-        promtool.display()
-    );
-    promtool
+    common::test_tool("promtool")
 }
 
 /// The PrometheusRule's `spec`, which is a plain Prometheus rule file, as

@@ -44,13 +44,18 @@ pub fn min_size(floors: &Floors, spec: &GroupSpec, group: usize, snapshot: &Snap
         .max(snapshot.groups[group].replacement_floor)
 }
 
-fn hourly(book: &PriceBook, spec: &GroupSpec) -> f64 {
+/// A node of the group for an hour, as gpupool prices it for CA's price
+/// expander (the dearest of its zones); spot for groups that buy spot.
+fn hourly(book: &PriceBook, spec: &GroupSpec, now: SystemTime) -> f64 {
     let capacity = match spec.purchase {
         PurchaseOption::Spot | PurchaseOption::SpotThenOnDemand => CapacityType::Spot,
-        _ => CapacityType::OnDemand,
+        PurchaseOption::OnDemand => CapacityType::OnDemand,
     };
-    book.hourly(&spec.instance_type.name, capacity, None)
-        .or_else(|_| book.hourly(&spec.instance_type.name, CapacityType::OnDemand, None))
+    let hour = now + Duration::from_secs(3600);
+    crate::pricing::node::group_cost(book, spec, capacity, now, hour)
+        .or_else(|_| {
+            crate::pricing::node::group_cost(book, spec, CapacityType::OnDemand, now, hour)
+        })
         .unwrap_or(f64::MAX / 1e6)
 }
 
@@ -102,7 +107,7 @@ impl Ca {
                 if helped == 0 {
                     continue;
                 }
-                let per_pod = hourly(book, spec) * f64::from(nodes) / helped as f64;
+                let per_pod = hourly(book, spec, now) * f64::from(nodes) / helped as f64;
                 if best.is_none_or(|(c, bg, _)| per_pod < c || (per_pod == c && g < bg)) {
                     best = Some((per_pod, g, nodes));
                 }

@@ -48,86 +48,99 @@ pub fn svg(report: &Report, path: &Path) -> Result<(), PlotError> {
         .flat_map(|p| p.timeline.last().map(|s| s.cost))
         .fold(1.0_f64, f64::max);
 
-    let mut chart = ChartBuilder::on(&top)
-        .caption(
-            format!(
-                "{}: GPUs paid for (lines) and asked for by pods (grey)",
-                report.trace
-            ),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0.0..hours, 0.0..gpus * 1.1)
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("hours")
-        .y_desc("GPUs")
-        .draw()
-        .map_err(|e| err(&e))?;
-    if let Some(first) = report.policies.first() {
-        chart
-            .draw_series(LineSeries::new(
-                first
-                    .timeline
-                    .iter()
-                    .map(|s| (s.hour, s.used_gpus + s.pending_gpus)),
-                RGBColor(150, 150, 150).stroke_width(2),
-            ))
-            .map_err(|e| err(&e))?
-            .label("demand (running + pending)")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], RGBColor(150, 150, 150)));
-    }
-    for (i, p) in report.policies.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
-        chart
-            .draw_series(LineSeries::new(
-                p.timeline.iter().map(|s| (s.hour, s.paid_gpus)),
-                colour.stroke_width(2),
-            ))
-            .map_err(|e| err(&e))?
-            .label(p.policy.name())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(&e))?;
-
-    let mut chart = ChartBuilder::on(&bottom)
-        .caption("money spent so far", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0.0..hours, 0.0..cost * 1.1)
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("hours")
-        .y_desc("USD")
-        .draw()
-        .map_err(|e| err(&e))?;
-    for (i, p) in report.policies.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
-        chart
-            .draw_series(LineSeries::new(
-                p.timeline.iter().map(|s| (s.hour, s.cost)),
-                colour.stroke_width(2),
-            ))
-            .map_err(|e| err(&e))?
-            .label(p.policy.name())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(&e))?;
+    let demand = RGBColor(150, 150, 150);
+    let mut top_lines: Vec<Line> = report
+        .policies
+        .first()
+        .map(|p| Line {
+            label: "demand (running + pending)".into(),
+            colour: demand,
+            points: p
+                .timeline
+                .iter()
+                .map(|s| (s.hour, s.used_gpus + s.pending_gpus))
+                .collect(),
+        })
+        .into_iter()
+        .collect();
+    top_lines.extend(per_policy(report, |s| s.paid_gpus));
+    chart(
+        &top,
+        &format!(
+            "{}: GPUs paid for (lines) and asked for by pods (grey)",
+            report.trace
+        ),
+        "GPUs",
+        (hours, gpus),
+        &top_lines,
+    )
+    .map_err(|e| err(&e))?;
+    chart(
+        &bottom,
+        "money spent so far",
+        "USD",
+        (hours, cost),
+        &per_policy(report, |s| s.cost),
+    )
+    .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
+}
+
+/// One labelled line.
+struct Line {
+    label: String,
+    colour: RGBColor,
+    points: Vec<(f64, f64)>,
+}
+
+/// Each policy's timeline through `value`, in the policy's colour.
+fn per_policy(report: &Report, value: fn(&super::run::Sample) -> f64) -> Vec<Line> {
+    report
+        .policies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Line {
+            label: p.policy.name().to_owned(),
+            colour: COLOURS[i % COLOURS.len()],
+            points: p.timeline.iter().map(|s| (s.hour, value(s))).collect(),
+        })
+        .collect()
+}
+
+/// A chart of `lines` over `hours`, its y axis up to a tenth past `top`,
+/// with a legend.
+fn chart<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    y_desc: &str,
+    (hours, top): (f64, f64),
+    lines: &[Line],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..hours, 0.0..top * 1.1)?;
+    chart
+        .configure_mesh()
+        .x_desc("hours")
+        .y_desc(y_desc)
+        .draw()?;
+    for line in lines {
+        let colour = line.colour;
+        chart
+            .draw_series(LineSeries::new(
+                line.points.iter().copied(),
+                colour.stroke_width(2),
+            ))?
+            .label(line.label.as_str())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
 }

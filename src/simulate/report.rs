@@ -75,7 +75,7 @@ impl PolicyReport {
             .pods
             .iter()
             .zip(&trace.pods)
-            .map(|(p, spec)| p.lost.as_secs_f64() * super::world::gpu_share(spec))
+            .map(|(p, spec)| p.lost.as_secs_f64() * spec.gpu_share())
             .sum::<f64>()
             / 3600.0;
         Self {

@@ -215,8 +215,13 @@ pub async fn run(
             });
         }
         // The cloud's interruption notices, as its event channel would
-        // deliver them.
-        if let Ok(instances) = cloud.list_instances().await {
+        // deliver them (only spot instances get them).
+        let spot = snapshot.groups.iter().any(|v| {
+            v.instances
+                .iter()
+                .any(|i| i.capacity_type == Some(CapacityType::Spot))
+        });
+        if spot && let Ok(instances) = cloud.list_instances().await {
             for i in instances {
                 if i.state_reason.as_deref() == Some(gpupool_sim::SPOT_INTERRUPTION)
                     && notified.insert(i.id.to_string())

@@ -26,20 +26,16 @@ pub struct Shape {
 impl Shape {
     pub fn of(spec: &GroupSpec, cx: TemplateContext<'_>) -> Self {
         let template = Template::build(spec, cx);
-        let status = template.node.status.clone().unwrap_or_default();
-        let count = |q: &k8s_pb::apimachinery::pkg::api::resource::Quantity| {
-            q.string
-                .as_deref()
-                .and_then(|s| crate::quantity::parse(s).ok())
-                .map_or(0, |v| v.max(0.0) as u32)
-        };
+        // The node as the fit checks read it (allocatable parsed, labels).
+        let node = crate::fit::NodeShape::new(&template.node, &template.slices());
+        let count = |v: f64| v.max(0.0) as u32;
         let mut gpus = 0;
         let mut slices = BTreeMap::new();
-        for (resource, q) in &status.allocatable {
+        for (resource, v) in &node.allocatable {
             if resource == "nvidia.com/gpu" {
-                gpus = count(q);
+                gpus = count(*v);
             } else if let Some(profile) = resource.strip_prefix("nvidia.com/mig-") {
-                slices.insert(profile.to_owned(), count(q));
+                slices.insert(profile.to_owned(), count(*v));
             }
         }
         // MIG's single strategy advertises its slices as nvidia.com/gpu.
@@ -51,11 +47,7 @@ impl Shape {
             slices.insert(profile, gpus);
             gpus = 0;
         }
-        let accelerator = template
-            .node
-            .metadata
-            .as_ref()
-            .and_then(|m| m.labels.get(cx.gpu_label).cloned());
+        let accelerator = node.labels.get(cx.gpu_label).cloned();
         Self {
             gpus,
             slices,

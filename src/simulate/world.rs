@@ -69,14 +69,6 @@ pub struct World<'t> {
     active: BTreeSet<usize>,
 }
 
-/// The share of a GPU a MIG profile is (`3g.40gb` → 3/7).
-pub fn slice_share(profile: &str) -> f64 {
-    profile
-        .split_once('g')
-        .and_then(|(n, _)| n.parse::<f64>().ok())
-        .map_or(1.0, |n| (n / 7.0).min(1.0))
-}
-
 /// What `pod` would hold on a node of `shape` with the free capacity given,
 /// if it fits there.
 pub fn fits(
@@ -129,14 +121,6 @@ fn give_back(uses: &Use, node: &mut Node) {
         Use::Gpus(n) => node.free_gpus += n,
         Use::WholeForSlice => node.free_gpus += 1,
         Use::Slice(p) => *node.free_slices.entry(p.clone()).or_default() += 1,
-    }
-}
-
-/// GPUs the pod's work occupies while it runs.
-pub fn gpu_share(pod: &PodSpec) -> f64 {
-    match &pod.slice {
-        Some(p) => slice_share(p),
-        None => f64::from(pod.gpus),
     }
 }
 
@@ -255,7 +239,7 @@ impl<'t> World<'t> {
             return;
         };
         let ran = now.duration_since(started).unwrap_or_default();
-        pod.gpu_seconds += ran.as_secs_f64() * gpu_share(spec);
+        pod.gpu_seconds += ran.as_secs_f64() * spec.gpu_share();
         let progress = pod.saved + ran;
         let kept = match spec.checkpoint_every {
             Some(every) if !every.is_zero() => {
@@ -297,7 +281,7 @@ impl<'t> World<'t> {
                 .duration_since(*started)
                 .unwrap_or_default()
                 .as_secs_f64()
-                * gpu_share(spec);
+                * spec.gpu_share();
             if let Some(n) = self.nodes.get_mut(node) {
                 give_back(uses, n);
                 n.pods.remove(&index);
@@ -348,8 +332,8 @@ impl<'t> World<'t> {
         let mut pending = 0.0;
         for &i in &self.active {
             match self.pods[i].state {
-                PodState::Running { .. } => running += gpu_share(&self.trace.pods[i]),
-                PodState::Pending => pending += gpu_share(&self.trace.pods[i]),
+                PodState::Running { .. } => running += self.trace.pods[i].gpu_share(),
+                PodState::Pending => pending += self.trace.pods[i].gpu_share(),
                 _ => {}
             }
         }

@@ -196,6 +196,24 @@ pub async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// A tool `scripts/test-deps` installs into its venv (`GPUPOOL_TEST_VENV`,
+/// else `~/.cache/gpupool/venv`); panics, saying how to get it, if missing.
+pub fn test_tool(name: &str) -> std::path::PathBuf {
+    let venv = std::env::var_os("GPUPOOL_TEST_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/gpupool/venv")
+        });
+    let tool = venv.join("bin").join(name);
+    assert!(
+        tool.exists(),
+        "{} not found: run scripts/test-deps (or .ci/run) to install the test tools",
+        tool.display()
+    );
+    tool
+}
+
 /// A plain HTTP/1.1 GET or POST on loopback: (status, body).
 pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
