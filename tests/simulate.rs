@@ -86,6 +86,47 @@ fn one_pod_worked_out_by_hand() {
 }
 
 #[test]
+fn shareable_pods_share_a_time_sliced_gpu_and_others_never_land_there() {
+    // Four sessions that accept a time-sliced share, and one job that does
+    // not, all at 01:00 for an hour; the group's L4 is time-sliced 4 ways
+    // under the gpupool policy only.
+    let header = "name,arrival,duration,gpus,shareable\n";
+    let sessions: String = (0..4).map(|i| format!("nb-{i},1h,1h,1,true\n")).collect();
+    let trace = Trace::from_csv("shared", &format!("{header}{sessions}solo,1h,1h,1,false\n"))
+        .expect("trace");
+    let config = config("      gpupool.dev/gpu-sharing: \"time-slicing:4\"\n", "");
+    let reports = run(&config, &trace, 1);
+    let reactive = of(&reports, Policy::Reactive);
+    let gpupool = of(&reports, Policy::Gpupool);
+
+    // Reactive: no sharing, five pods on five nodes, each bought at 01:00
+    // and paid 1h15m to 1h16m (see the test above); each pod held its GPU
+    // for its hour.
+    assert_eq!(reactive.pods_unfinished, 0);
+    assert_eq!(reactive.wait.max_s, 300.0);
+    assert!((reactive.gpu_hours_used - 5.0).abs() < 1e-9);
+    assert!(
+        (5.0 * 1.25..=5.0 * 1.27).contains(&reactive.gpu_hours_paid),
+        "{}",
+        reactive.gpu_hours_paid
+    );
+    // gpupool: the four sessions on one node, each holding a quarter of
+    // its GPU; the job that takes no share never lands on it.
+    assert_eq!(gpupool.pods_unfinished, 1, "the solo job has no group");
+    assert_eq!(gpupool.wait.max_s, 300.0);
+    assert!(
+        (gpupool.gpu_hours_used - 1.0).abs() < 1e-9,
+        "{}",
+        gpupool.gpu_hours_used
+    );
+    assert!(
+        (1.25..=1.27).contains(&gpupool.gpu_hours_paid),
+        "{}",
+        gpupool.gpu_hours_paid
+    );
+}
+
+#[test]
 fn the_same_trace_config_and_seed_give_the_same_numbers() {
     let trace = simulate::builtin::trace("batch", 1, 7).expect("builtin");
     let config = simulate::example_config("batch");

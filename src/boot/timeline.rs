@@ -9,7 +9,7 @@
 //! late at most).
 
 use gpupool_cloud::{Instance, InstanceState};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 /// The end of each boot phase, in order.
@@ -77,6 +77,8 @@ struct Timeline {
     node: Option<String>,
     /// Finished (or found finished): no more samples from it.
     done: bool,
+    /// The listing that last saw it live.
+    listed: u64,
 }
 
 /// Every instance's boot under way.
@@ -86,6 +88,9 @@ pub struct Tracker {
     /// groups without GPU resources in their template, e.g. DRA).
     needs_gpu: Vec<bool>,
     by_provider: HashMap<String, Timeline>,
+    /// Listings so far: marks what each one saw, so the rest is swept
+    /// without building a set of what it saw.
+    listings: u64,
 }
 
 impl Tracker {
@@ -93,6 +98,7 @@ impl Tracker {
         Self {
             needs_gpu,
             by_provider: HashMap::new(),
+            listings: 0,
         }
     }
 
@@ -101,31 +107,38 @@ impl Tracker {
     pub fn instances(&mut self, per_group: &[Vec<Instance>], now: SystemTime) -> Vec<Boot> {
         let is_live =
             |i: &&Instance| matches!(i.state, InstanceState::Pending | InstanceState::Running);
-        let live: HashSet<&str> = per_group
-            .iter()
-            .flatten()
-            .filter(is_live)
-            .map(|i| i.provider_id.as_str())
-            .collect();
-        // One pass over everything tracked, whatever the number of groups.
-        self.by_provider
-            .retain(|id, t| t.group.is_none() || live.contains(id.as_str()));
+        self.listings += 1;
+        let listing = self.listings;
         let mut boots = Vec::new();
         for (group, listed) in per_group.iter().enumerate() {
             for i in listed.iter().filter(is_live) {
-                let t = self
-                    .by_provider
-                    .entry(i.provider_id.as_str().to_owned())
-                    .or_default();
+                let id = i.provider_id.as_str();
+                // Looked up before inserting: most are known, and an owned
+                // key per instance per sync adds up.
+                if !self.by_provider.contains_key(id) {
+                    self.by_provider.insert(id.to_owned(), Timeline::default());
+                }
+                let Some(t) = self.by_provider.get_mut(id) else {
+                    continue;
+                };
+                t.listed = listing;
+                if t.done {
+                    continue;
+                }
                 t.group = Some(group);
                 t.launched = Some(i.launched_at);
                 if i.state == InstanceState::Running && t.ends[0].is_none() {
                     // Registered already means running already: not later than that.
                     t.ends[0] = Some(t.ends[1].map_or(now, |r| r.min(now)));
                 }
-                boots.extend(self.finish(i.provider_id.as_str()));
+                boots.extend(self.finish(id));
             }
         }
+        // One pass over everything tracked, whatever the number of groups:
+        // what no longer runs is forgotten (a node seen before its
+        // instance, without a group yet, is kept).
+        self.by_provider
+            .retain(|_, t| t.group.is_none() || t.listed == listing);
         boots
     }
 

@@ -112,6 +112,12 @@ impl Fleet {
             .map(|s| GroupState::new(s.clone(), cloud.provider_name()))
             .collect();
         let snapshot = Snapshot::build(&groups, None);
+        // Every group's series from the start: a publish touches only the
+        // groups whose view changed, and an empty group's may never.
+        for (spec, view) in specs.iter().zip(&snapshot.groups) {
+            metrics.set_group(spec.id.as_str(), view.counts);
+            metrics.set_group_cost(spec.id.as_str(), 0.0);
+        }
         let costs = vec![0.0; specs.len()];
         // A boot ends at allocatable GPUs where the device plugin advertises
         // them; DRA and CPU-only groups end at Ready.
@@ -393,11 +399,11 @@ impl Fleet {
 
     /// Publishes the next snapshot with `changed` groups rebuilt. Runs under
     /// the state lock, so snapshots are published in the order of the changes.
-    fn publish(&self, inner: &mut Inner, changed: impl IntoIterator<Item = usize> + Clone) {
-        let snapshot = self
-            .snapshot
-            .load()
-            .with(&inner.groups, changed.clone(), inner.synced_at);
+    fn publish(&self, inner: &mut Inner, changed: impl IntoIterator<Item = usize>) {
+        let (snapshot, changed) =
+            self.snapshot
+                .load()
+                .with(&inner.groups, changed, inner.synced_at);
         let book = self.prices.load();
         for index in changed {
             let view = &snapshot.groups[index];

@@ -28,7 +28,7 @@ pub struct InstanceView {
 }
 
 /// One group at one moment.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct GroupView {
     pub target: u32,
     pub instances: Vec<InstanceView>,
@@ -149,21 +149,30 @@ impl Snapshot {
             groups: states.iter().map(|_| Arc::default()).collect(),
             ..Default::default()
         };
-        empty.with(states, 0..states.len(), synced_at)
+        empty.with(states, 0..states.len(), synced_at).0
     }
 
-    /// The next snapshot: `changed` groups rebuilt from `states`, the rest shared.
+    /// The next snapshot: `changed` groups rebuilt from `states`, the rest
+    /// shared, and the groups whose view did change. A group rebuilt to the
+    /// same view keeps its old one (and its index entries), so a sync that
+    /// finds nothing new costs a comparison per group, not a rebuild of the
+    /// indexes.
     pub fn with(
         &self,
         states: &[GroupState],
         changed: impl IntoIterator<Item = usize>,
         synced_at: Option<SystemTime>,
-    ) -> Self {
+    ) -> (Self, Vec<usize>) {
         let mut next = self.clone();
         next.synced_at = synced_at;
+        let mut rebuilt = Vec::new();
         for index in changed {
             let view = GroupView::of(&states[index]);
             let old = &self.groups[index];
+            if **old == view {
+                continue;
+            }
+            rebuilt.push(index);
             for i in &old.instances {
                 if next.by_provider_id.get(&i.provider_id) == Some(&index) {
                     next.by_provider_id.remove(&i.provider_id);
@@ -182,7 +191,7 @@ impl Snapshot {
             }
             next.groups[index] = Arc::new(view);
         }
-        next
+        (next, rebuilt)
     }
 
     /// The group of a node: by providerID, or by name when that is empty.

@@ -378,7 +378,8 @@ fn a_snapshot_rebuilt_for_one_group_keeps_the_others_and_drops_what_left() {
 
     // Group 1's slot is cancelled; only group 1 is rebuilt.
     states[1].decrease_target(-1).unwrap();
-    let next = first.with(&states, [1], Some(t0()));
+    let (next, rebuilt) = first.with(&states, [1], Some(t0()));
+    assert_eq!(rebuilt, [1]);
     assert_eq!(next.group_of(&placeholder, ""), None, "gone from the index");
     assert_eq!(
         next.group_of("p:///z/i0", ""),
@@ -399,7 +400,9 @@ fn a_snapshot_rebuilt_for_one_group_keeps_the_others_and_drops_what_left() {
 
     // A deleted instance stays findable (reported as deleting) under its group.
     states[0].delete_nodes(&[node("p:///z/i0")]).unwrap();
-    let last = next.with(&states, [0], Some(t0()));
+    let (last, rebuilt) = next.with(&states, [0, 1], Some(t0()));
+    assert_eq!(rebuilt, [0], "group 1 rebuilt to the same view is kept");
+    assert!(Arc::ptr_eq(&next.groups[1], &last.groups[1]));
     assert_eq!(last.group_of("p:///z/i0", ""), Some(0));
     assert_eq!(last.groups[0].counts.deleting, 1);
 }

@@ -22,18 +22,17 @@ pub struct NoPrice {
 /// holds from its instant until the next. The first holds since forever.
 type Series = Vec<(SystemTime, f64)>;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    instance_type: String,
-    capacity_type: CapacityType,
-    /// `None`: every zone of the region.
-    zone: Option<String>,
-}
+/// One instance type's series, per capacity type and zone (a handful: a
+/// linear scan beats hashing).
+type ByType = Vec<(CapacityType, Option<String>, Series)>;
 
 /// Prices by instance type, capacity type and zone, with history.
+///
+/// Keyed by instance type first, so a lookup borrows the caller's `&str`
+/// instead of building an owned key (this runs per instance per sync).
 #[derive(Debug, Clone, Default)]
 pub struct PriceBook {
-    series: HashMap<Key, Series>,
+    series: HashMap<String, ByType>,
     /// When the last refresh landed (`None`: the starting table only).
     pub updated_at: Option<SystemTime>,
 }
@@ -43,10 +42,25 @@ impl PriceBook {
     pub fn new(prices: Vec<Price>) -> Self {
         let mut book = Self::default();
         for p in prices {
-            book.series
-                .insert(key(&p), vec![(SystemTime::UNIX_EPOCH, p.usd_per_hour)]);
+            *book.entry(&p) = vec![(SystemTime::UNIX_EPOCH, p.usd_per_hour)];
         }
         book
+    }
+
+    /// The series of `p`'s instance type, capacity type and zone, created empty.
+    fn entry(&mut self, p: &Price) -> &mut Series {
+        let by_type = self.series.entry(p.instance_type.clone()).or_default();
+        let at = match by_type
+            .iter()
+            .position(|(c, z, _)| *c == p.capacity_type && *z == p.zone)
+        {
+            Some(at) => at,
+            None => {
+                by_type.push((p.capacity_type, p.zone.clone(), Vec::new()));
+                by_type.len() - 1
+            }
+        };
+        &mut by_type[at].2
     }
 
     /// The next book: `prices` hold from `at` on. Prices absent from `prices`
@@ -55,7 +69,7 @@ impl PriceBook {
     pub fn with(&self, prices: &[Price], at: SystemTime) -> Self {
         let mut next = self.clone();
         for p in prices {
-            let s = next.series.entry(key(p)).or_default();
+            let s = next.entry(p);
             match s.last() {
                 Some((_, v)) if *v == p.usd_per_hour => {}
                 // A type seen for the first time holds since forever.
@@ -64,7 +78,7 @@ impl PriceBook {
             }
         }
         let horizon = at.checked_sub(HISTORY).unwrap_or(SystemTime::UNIX_EPOCH);
-        for s in next.series.values_mut() {
+        for (_, _, s) in next.series.values_mut().flatten() {
             // Keep the last entry at or before the horizon: it holds at it.
             let keep_from = s.iter().rposition(|(t, _)| *t <= horizon).unwrap_or(0);
             s.drain(..keep_from);
@@ -85,22 +99,25 @@ impl PriceBook {
         instance_type: &str,
         capacity_type: CapacityType,
         zone: Option<&str>,
-    ) -> Vec<&Series> {
+    ) -> impl Iterator<Item = &Series> {
+        let by_type = self
+            .series
+            .get(instance_type)
+            .map_or(&[][..], Vec::as_slice);
         let get = |zone: Option<&str>| {
-            self.series.get(&Key {
-                instance_type: instance_type.to_owned(),
-                capacity_type,
-                zone: zone.map(str::to_owned),
-            })
+            by_type
+                .iter()
+                .find(|(c, z, _)| *c == capacity_type && z.as_deref() == zone)
+                .map(|(_, _, s)| s)
         };
-        if let Some(s) = zone.and_then(|z| get(Some(z))).or_else(|| get(None)) {
-            return vec![s];
-        }
-        self.series
-            .iter()
-            .filter(|(k, _)| k.instance_type == instance_type && k.capacity_type == capacity_type)
-            .map(|(_, s)| s)
-            .collect()
+        let exact = zone.and_then(|z| get(Some(z))).or_else(|| get(None));
+        let every_zone = if exact.is_some() { &[][..] } else { by_type };
+        exact.into_iter().chain(
+            every_zone
+                .iter()
+                .filter(move |(c, _, _)| *c == capacity_type)
+                .map(|(_, _, s)| s),
+        )
     }
 
     fn no_price(instance_type: &str, capacity_type: CapacityType) -> NoPrice {
@@ -119,7 +136,6 @@ impl PriceBook {
         zone: Option<&str>,
     ) -> Result<f64, NoPrice> {
         self.candidates(instance_type, capacity_type, zone)
-            .iter()
             .filter_map(|s| s.last().map(|(_, v)| *v))
             .reduce(f64::max)
             .ok_or_else(|| Self::no_price(instance_type, capacity_type))
@@ -136,18 +152,9 @@ impl PriceBook {
         end: SystemTime,
     ) -> Result<f64, NoPrice> {
         self.candidates(instance_type, capacity_type, zone)
-            .iter()
             .map(|s| integrate(s, start, end))
             .reduce(f64::max)
             .ok_or_else(|| Self::no_price(instance_type, capacity_type))
-    }
-}
-
-fn key(p: &Price) -> Key {
-    Key {
-        instance_type: p.instance_type.clone(),
-        capacity_type: p.capacity_type,
-        zone: p.zone.clone(),
     }
 }
 

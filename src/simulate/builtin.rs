@@ -56,8 +56,9 @@ const LAST_START: u64 = 17 * HOUR + 30 * MINUTE;
 const LAST_END: u64 = 18 * HOUR + 30 * MINUTE;
 
 /// 20 data scientists on weekdays: each opens 1–3 notebook sessions of 30 min–3 h between
-/// ~09:00 and ~18:30, one GPU each: an A10G, or (a quarter of them) a MIG slice of an A100
-/// 80GB. Not interruptible: a notebook's state is in memory.
+/// ~09:00 and ~18:30, one GPU each: an A10G (shareable: a time-sliced share serves a
+/// session), or (a quarter of them) a MIG slice of an A100 80GB. Not interruptible: a
+/// notebook's state is in memory.
 fn notebooks(rng: &mut StdRng, days: u64) -> Vec<PodSpec> {
     // Each user keeps their kind of GPU all along.
     let kinds: Vec<Option<&str>> = (0..USERS)
@@ -99,6 +100,9 @@ fn notebooks(rng: &mut StdRng, days: u64) -> Vec<PodSpec> {
                     ),
                     interruptible: false,
                     checkpoint_every: None,
+                    // A session computes in bursts between long idle
+                    // stretches: a time-sliced share serves it.
+                    shareable: kind.is_none(),
                 });
                 start += length + rng.random_range(10..=90) * MINUTE;
             }
@@ -144,6 +148,7 @@ fn inference(rng: &mut StdRng, days: u64) -> Vec<PodSpec> {
             accelerator: Some("nvidia-l4".to_owned()),
             interruptible: true,
             checkpoint_every: Some(secs(1)),
+            shareable: false,
         });
     }
     for t in (0..end).step_by(usize::try_from(INFERENCE_STEP).expect("small")) {
@@ -192,6 +197,7 @@ fn training(rng: &mut StdRng, days: u64) -> Vec<PodSpec> {
                 accelerator: Some("nvidia-h100-80gb".to_owned()),
                 interruptible: true,
                 checkpoint_every: Some(secs(30 * MINUTE)),
+                shareable: false,
             });
         }
     }
@@ -233,6 +239,7 @@ fn batch(rng: &mut StdRng, days: u64) -> Vec<PodSpec> {
                     accelerator: Some("nvidia-l40s".to_owned()),
                     interruptible: true,
                     checkpoint_every: Some(secs(5 * MINUTE)),
+                    shareable: false,
                 });
             }
         }

@@ -13,6 +13,12 @@ use super::trace::{PodSpec, Trace, TraceError, mig_profile};
 pub const INTERRUPTIBLE_ANNOTATION: &str = "gpupool.dev/interruptible";
 /// How often a pod checkpoints (humantime, e.g. `30m`).
 pub const CHECKPOINT_ANNOTATION: &str = "gpupool.dev/checkpoint-every";
+/// Marks a pod as accepting a time-sliced GPU share (`"true"`) or not (`"false"`), over its
+/// node selector.
+pub const SHAREABLE_ANNOTATION: &str = "gpupool.dev/shareable";
+/// The label NVIDIA's GPU feature discovery puts on time-sliced nodes (`time-slicing`), which
+/// pods that accept a share select.
+const SHARING_STRATEGY_LABEL: &str = "nvidia.com/gpu.sharing-strategy";
 
 /// What an import took and what it left out.
 #[derive(Clone, Debug, PartialEq)]
@@ -307,6 +313,21 @@ fn convert(
             })
         }),
     };
+    let shareable = match annotation(SHAREABLE_ANNOTATION) {
+        Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(error(
+                format!("metadata.annotations[{SHAREABLE_ANNOTATION}]"),
+                format!("{other:?} is not true or false"),
+            ));
+        }
+        None => spec
+            .node_selector
+            .as_ref()
+            .and_then(|s| s.get(SHARING_STRATEGY_LABEL))
+            .is_some_and(|v| v == "time-slicing"),
+    };
     let checkpoint_every = annotation(CHECKPOINT_ANNOTATION)
         .map(|text| {
             humantime::parse_duration(text)
@@ -337,6 +358,7 @@ fn convert(
             accelerator: accelerator(spec, gpu_label),
             interruptible,
             checkpoint_every,
+            shareable,
         },
     )))
 }
@@ -501,6 +523,7 @@ mod tests {
                     accelerator: Some("nvidia-a100-80gb".into()),
                     interruptible: true,
                     checkpoint_every: None,
+                    shareable: false,
                 },
                 PodSpec {
                     name: "train-a".into(),
@@ -514,6 +537,7 @@ mod tests {
                     accelerator: Some("nvidia-h100-80gb".into()),
                     interruptible: true,
                     checkpoint_every: Some(Duration::from_secs(15 * 60)),
+                    shareable: false,
                 },
             ]
         );
@@ -545,6 +569,50 @@ mod tests {
         assert_eq!(names, ["ns/job", "other/job-2"]);
         assert_eq!(report.pods, 2);
         assert!(report.skipped.is_empty());
+    }
+
+    #[test]
+    fn shareable_from_the_time_slicing_selector_and_annotation() {
+        let shareable =
+            |json: String| from_pod_list("h", &list(&[json]), LABEL).unwrap().0.pods[0].shareable;
+        let selecting = |strategy: &str| {
+            pod(
+                "p",
+                "",
+                &format!(
+                    r#", "nodeSelector": {{"nvidia.com/gpu.sharing-strategy": "{strategy}"}}"#
+                ),
+                "",
+            )
+        };
+        assert!(shareable(selecting("time-slicing")));
+        assert!(!shareable(selecting("mps")));
+        assert!(!shareable(pod("p", "", "", "")));
+        // The annotation wins over the selector.
+        let annotated = selecting("time-slicing").replace(
+            r#""creationTimestamp""#,
+            r#""annotations": {"gpupool.dev/shareable": "false"}, "creationTimestamp""#,
+        );
+        assert!(!shareable(annotated));
+        let marked = pod(
+            "p",
+            r#", "annotations": {"gpupool.dev/shareable": "true"}"#,
+            "",
+            "",
+        );
+        assert!(shareable(marked));
+        let bad = pod(
+            "a",
+            r#", "annotations": {"gpupool.dev/shareable": "1"}"#,
+            "",
+            "",
+        );
+        assert_eq!(
+            from_pod_list("hist.json", &list(&[bad]), LABEL)
+                .unwrap_err()
+                .to_string(),
+            "hist.json: pod ns/a: metadata.annotations[gpupool.dev/shareable]: \"1\" is not true or false"
+        );
     }
 
     #[test]

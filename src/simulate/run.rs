@@ -10,7 +10,7 @@ use super::shape::Shape;
 use super::trace::Trace;
 use super::world::{PodState, World};
 use crate::config::Config;
-use crate::fleet::{Fleet, NodeState, RateLimit};
+use crate::fleet::{Fleet, GroupView, NodeState, RateLimit};
 use crate::metrics::Metrics;
 use crate::pricing::Prices;
 use crate::template::TemplateContext;
@@ -161,8 +161,14 @@ pub async fn run(
     let groups: Vec<String> = fleet.specs().iter().map(|s| s.id.to_string()).collect();
 
     let mut world = World::new(trace, options.start);
-    // Instances alive now; what ended is summed once, when it ends.
-    let mut lives: BTreeMap<String, Life> = BTreeMap::new();
+    // Per group, what the last loop saw of it: the view, the instances
+    // alive then (what ended is summed once, when it ends), and its ready
+    // nodes. A group whose view is the same `Arc` as last loop's has not
+    // changed, so it is not walked again.
+    let mut seen: Vec<Option<Arc<GroupView>>> = vec![None; groups.len()];
+    let mut lives: Vec<BTreeMap<String, Life>> =
+        (0..groups.len()).map(|_| BTreeMap::new()).collect();
+    let mut ready: Vec<Vec<(String, String, usize)>> = vec![Vec::new(); groups.len()];
     let mut ended = Spent::default();
     let mut notified: BTreeSet<String> = BTreeSet::new();
     let mut interruptions = 0;
@@ -182,37 +188,49 @@ pub async fn run(
             tracing::debug!(error = %e, "simulated sync failed");
         }
         let snapshot = fleet.snapshot();
-        let mut ready = Vec::new();
-        let mut live = BTreeSet::new();
+        let mut changed = false;
         for (g, view) in snapshot.groups.iter().enumerate() {
-            let mut count = 0;
-            for i in &view.instances {
-                let id = i.provider_id.to_string();
-                count += 1;
-                live.insert(id.clone());
-                lives.entry(id.clone()).or_insert_with(|| Life {
-                    instance_type: i.instance_type.clone(),
-                    capacity: i.capacity_type.unwrap_or(CapacityType::OnDemand),
-                    zone: i.zone.clone(),
-                    gpus: shapes[g].physical_gpus,
-                    from: now,
+            if seen[g].as_ref().is_some_and(|v| Arc::ptr_eq(v, view)) {
+                continue;
+            }
+            changed = true;
+            seen[g] = Some(view.clone());
+            let live: BTreeSet<&str> = view
+                .instances
+                .iter()
+                .map(|i| i.provider_id.as_str())
+                .collect();
+            if lives[g].keys().any(|id| !live.contains(id.as_str())) {
+                let book = prices.load();
+                lives[g].retain(|id, life| {
+                    if live.contains(id.as_str()) {
+                        return true;
+                    }
+                    ended.add(life, &book, now);
+                    false
                 });
+            }
+            ready[g].clear();
+            for i in &view.instances {
+                let id = i.provider_id.as_str();
+                if !lives[g].contains_key(id) {
+                    lives[g].insert(
+                        id.to_owned(),
+                        Life {
+                            instance_type: i.instance_type.clone(),
+                            capacity: i.capacity_type.unwrap_or(CapacityType::OnDemand),
+                            zone: i.zone.clone(),
+                            gpus: shapes[g].physical_gpus,
+                            from: now,
+                        },
+                    );
+                }
                 if i.state == NodeState::Running {
-                    let name = i.node_name.clone().unwrap_or_else(|| id.clone());
-                    ready.push((id, name, g));
+                    let name = i.node_name.clone().unwrap_or_else(|| id.to_owned());
+                    ready[g].push((id.to_owned(), name, g));
                 }
             }
-            peak[g] = peak[g].max(count);
-        }
-        if lives.len() > live.len() || lives.keys().any(|id| !live.contains(id)) {
-            let book = prices.load();
-            lives.retain(|id, life| {
-                if live.contains(id) {
-                    return true;
-                }
-                ended.add(life, &book, now);
-                false
-            });
+            peak[g] = peak[g].max(u32::try_from(view.instances.len()).unwrap_or(u32::MAX));
         }
         // The cloud's interruption notices, as its event channel would
         // deliver them (only spot instances get them).
@@ -238,7 +256,9 @@ pub async fn run(
                 }
             }
         }
-        world.sync_nodes(&ready, &shapes, now);
+        if changed {
+            world.sync_nodes(&ready.concat(), &shapes, now);
+        }
         world.finish(now);
         world.schedule(now, &shapes);
         floors.evaluate(now);
@@ -265,7 +285,8 @@ pub async fn run(
                     .sum(),
                 used_gpus: used,
                 pending_gpus: pending,
-                cost: ended.cost + Spent::of(lives.values(), &prices.load(), now).cost,
+                cost: ended.cost
+                    + Spent::of(lives.iter().flat_map(BTreeMap::values), &prices.load(), now).cost,
             });
             next_sample = now + options.sample;
             let span = trace.span().as_secs_f64().max(1.0);
@@ -299,7 +320,7 @@ pub async fn run(
     cancel.cancel();
     fleet.shutdown(Duration::ZERO).await;
     let book = prices.load();
-    let open = Spent::of(lives.values(), &book, end);
+    let open = Spent::of(lives.iter().flat_map(BTreeMap::values), &book, end);
     let cost = ended.cost + open.cost;
     let gpu_hours_paid = ended.gpu_hours + open.gpu_hours;
     let pods = world.pods.clone();

@@ -21,6 +21,10 @@ pub struct Shape {
     pub accelerator: Option<String>,
     /// Spot or spot-then-on-demand: only interruptible pods are placed.
     pub spot: bool,
+    /// Time-slicing replicas per GPU (or MIG instance); 1: not shared.
+    /// Above 1, each advertised GPU is a share, and only pods that accept
+    /// one are placed (as a shared group's taint or selector would do).
+    pub replicas: u32,
 }
 
 impl Shape {
@@ -57,6 +61,7 @@ impl Shape {
                 spec.purchase,
                 PurchaseOption::Spot | PurchaseOption::SpotThenOnDemand
             ),
+            replicas: spec.sharing.replicas.max(1),
         }
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// The columns of a CSV trace (and the keys of a JSONL one), in the order [`Trace::to_csv`]
 /// writes them.
-pub const COLUMNS: [&str; 9] = [
+pub const COLUMNS: [&str; 10] = [
     "name",
     "namespace",
     "arrival",
@@ -22,6 +22,7 @@ pub const COLUMNS: [&str; 9] = [
     "accelerator",
     "interruptible",
     "checkpoint_every",
+    "shareable",
 ];
 
 /// Columns a CSV header must have (the others may be left out: their defaults apply).
@@ -69,6 +70,11 @@ pub struct PodSpec {
         with = "humantime_serde"
     )]
     pub checkpoint_every: Option<Duration>,
+    /// Accepts a time-sliced share of a GPU (a notebook idle most of the
+    /// time, a light inference server): may run on nodes whose GPUs are
+    /// shared by time-slicing, where it holds one replica. Others never do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shareable: bool,
 }
 
 fn default_namespace() -> String {
@@ -217,7 +223,7 @@ impl Trace {
             let optional = |d: Option<Duration>| d.map(fmt_duration).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{}",
                 pod.name,
                 pod.namespace,
                 fmt_duration(pod.arrival),
@@ -227,6 +233,7 @@ impl Trace {
                 pod.accelerator.as_deref().unwrap_or(""),
                 pod.interruptible,
                 optional(pod.checkpoint_every),
+                pod.shareable,
             );
         }
         out
@@ -451,8 +458,8 @@ fn parse_jsonl(file: &str, text: &str) -> Result<Vec<(usize, PodSpec)>, TraceErr
                 ("gpus", other) => {
                     return Err(field_error(key, format!("{other} is not a number")));
                 }
-                ("interruptible", serde_json::Value::Bool(b)) => b.to_string(),
-                ("interruptible", other) => {
+                ("interruptible" | "shareable", serde_json::Value::Bool(b)) => b.to_string(),
+                ("interruptible" | "shareable", other) => {
                     return Err(field_error(key, format!("{other} is not true or false")));
                 }
                 (_, serde_json::Value::String(s)) => s.clone(),
@@ -478,6 +485,11 @@ fn pod_from_cells<'a>(
         humantime::parse_duration(text)
             .map_err(|e| (field, format!("{text:?} is not a duration ({e})")))
     };
+    let flag = |field: &'static str| match get(field) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err((field, format!("{other:?} is not true or false"))),
+    };
     let pod = PodSpec {
         name: required("name")?.to_owned(),
         namespace: get("namespace").map_or_else(default_namespace, str::to_owned),
@@ -494,16 +506,11 @@ fn pod_from_cells<'a>(
         },
         slice: get("slice").map(str::to_owned),
         accelerator: get("accelerator").map(str::to_owned),
-        interruptible: match get("interruptible") {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(("interruptible", format!("{other:?} is not true or false")));
-            }
-        },
+        interruptible: flag("interruptible")?,
         checkpoint_every: get("checkpoint_every")
             .map(|text| duration("checkpoint_every", text))
             .transpose()?,
+        shareable: flag("shareable")?,
     };
     check_pod(&pod)?;
     Ok(pod)
@@ -644,6 +651,7 @@ mod tests {
                     accelerator: Some("nvidia-h100-80gb".into()),
                     interruptible: true,
                     checkpoint_every: Some(secs(30 * MIN)),
+                    shareable: false,
                 },
                 PodSpec {
                     name: "nb-a".into(),
@@ -655,6 +663,7 @@ mod tests {
                     accelerator: Some("nvidia-a100-80gb".into()),
                     interruptible: false,
                     checkpoint_every: None,
+                    shareable: false,
                 },
                 PodSpec {
                     name: "any.gpu".into(),
@@ -666,6 +675,7 @@ mod tests {
                     accelerator: None,
                     interruptible: false,
                     checkpoint_every: None,
+                    shareable: true,
                 },
             ],
         )
@@ -698,13 +708,22 @@ mod tests {
     fn csv_round_trips() {
         let trace = sample();
         let csv = trace.to_csv();
-        assert!(csv.starts_with(HEADER), "{csv}");
         assert!(
-            csv.contains("train-1,research,1h,2h 30m,8,,nvidia-h100-80gb,true,30m\n"),
+            csv.starts_with(&format!("{},shareable\n", HEADER.trim_end())),
             "{csv}"
         );
         assert!(
-            csv.contains("nb-a,data-science,0s,1m 30s 500ms,0,1g.10gb,nvidia-a100-80gb,false,\n"),
+            csv.contains("train-1,research,1h,2h 30m,8,,nvidia-h100-80gb,true,30m,false\n"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains(
+                "nb-a,data-science,0s,1m 30s 500ms,0,1g.10gb,nvidia-a100-80gb,false,,false\n"
+            ),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("any.gpu,default,1day,1s,1,,,false,,true\n"),
             "{csv}"
         );
         assert_eq!(Trace::from_csv("sample", &csv).unwrap(), trace);
@@ -719,6 +738,11 @@ mod tests {
             jsonl.contains(
                 r#"{"name":"train-1","namespace":"research","arrival":"1h","duration":"2h 30m","gpus":8,"accelerator":"nvidia-h100-80gb","interruptible":true,"checkpoint_every":"30m"}"#
             ),
+            "{jsonl}"
+        );
+        // `shareable` is written only when true.
+        assert!(
+            jsonl.contains(r#""gpus":1,"interruptible":false,"shareable":true}"#),
             "{jsonl}"
         );
         assert_eq!(Trace::from_jsonl("sample", &jsonl).unwrap(), trace);
@@ -752,6 +776,7 @@ mod tests {
                     accelerator: None,
                     interruptible: false,
                     checkpoint_every: None,
+                    shareable: false,
                 },
                 PodSpec {
                     name: "nb-2".into(),
@@ -763,6 +788,7 @@ mod tests {
                     accelerator: None,
                     interruptible: false,
                     checkpoint_every: None,
+                    shareable: false,
                 },
             ]
         );
@@ -773,11 +799,11 @@ mod tests {
         let err = |text: &str| Trace::from_csv("t.csv", text).unwrap_err().to_string();
         assert_eq!(
             err("# only a comment\n\n"),
-            "t.csv: no header line (expected name,namespace,arrival,duration,gpus,slice,accelerator,interruptible,checkpoint_every)"
+            "t.csv: no header line (expected name,namespace,arrival,duration,gpus,slice,accelerator,interruptible,checkpoint_every,shareable)"
         );
         assert_eq!(
             err("name,arrival,duration,gpu\n"),
-            "t.csv line 1: gpu: unknown column (the first line is the header; the columns are name, namespace, arrival, duration, gpus, slice, accelerator, interruptible, checkpoint_every)"
+            "t.csv line 1: gpu: unknown column (the first line is the header; the columns are name, namespace, arrival, duration, gpus, slice, accelerator, interruptible, checkpoint_every, shareable)"
         );
         assert_eq!(
             err("name,arrival,duration,\n"),
@@ -875,6 +901,15 @@ mod tests {
             csv_error("a,default,0s,5m\n"),
             "trace.csv line 2: 4 cells, but the header has 9 columns (no cell may contain a comma)"
         );
+        assert_eq!(
+            Trace::from_csv(
+                "t.csv",
+                "name,arrival,duration,gpus,shareable\na,0s,5m,1,maybe\n"
+            )
+            .unwrap_err()
+            .to_string(),
+            "t.csv line 2: shareable: \"maybe\" is not true or false"
+        );
     }
 
     #[test]
@@ -912,6 +947,7 @@ mod tests {
                 accelerator: None,
                 interruptible: false,
                 checkpoint_every: None,
+                shareable: false,
             }]
         );
     }
@@ -943,6 +979,10 @@ mod tests {
             (
                 r#"{"name":"a","arrival":"0s","duration":"5m","gpus":1,"interruptible":"true"}"#,
                 "interruptible: \"true\" is not true or false",
+            ),
+            (
+                r#"{"name":"a","arrival":"0s","duration":"5m","gpus":1,"shareable":1}"#,
+                "shareable: 1 is not true or false",
             ),
             (
                 r#"{"name":"a","arrival":"0s","duration":"5m"}"#,

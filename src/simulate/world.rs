@@ -26,6 +26,9 @@ pub enum PodState {
         node: String,
         started: SystemTime,
         uses: Use,
+        /// The GPUs it holds: its [`PodSpec::gpu_share`], divided by the
+        /// node's time-slicing replicas.
+        share: f64,
     },
     Done,
 }
@@ -42,7 +45,8 @@ pub struct Pod {
     pub lost: Duration,
     /// Evicted with progress it could not keep (not checkpointed).
     pub lost_work: bool,
-    /// GPU-seconds of work done (slices as their share of a GPU).
+    /// GPU-seconds held while running (a MIG slice as n/7 of a GPU, a time-sliced
+    /// replica as its share).
     pub gpu_seconds: f64,
 }
 
@@ -87,6 +91,9 @@ pub fn fits(
         return None;
     }
     if shape.spot && !pod.interruptible {
+        return None;
+    }
+    if shape.replicas > 1 && !pod.shareable {
         return None;
     }
     match &pod.slice {
@@ -235,11 +242,11 @@ impl<'t> World<'t> {
     fn evict(&mut self, index: usize, now: SystemTime) {
         let spec = &self.trace.pods[index];
         let pod = &mut self.pods[index];
-        let PodState::Running { started, .. } = pod.state else {
+        let PodState::Running { started, share, .. } = pod.state else {
             return;
         };
         let ran = now.duration_since(started).unwrap_or_default();
-        pod.gpu_seconds += ran.as_secs_f64() * spec.gpu_share();
+        pod.gpu_seconds += ran.as_secs_f64() * share;
         let progress = pod.saved + ran;
         let kept = match spec.checkpoint_every {
             Some(every) if !every.is_zero() => {
@@ -268,6 +275,7 @@ impl<'t> World<'t> {
                 node,
                 started,
                 uses,
+                share,
             } = &pod.state
             else {
                 continue;
@@ -281,7 +289,7 @@ impl<'t> World<'t> {
                 .duration_since(*started)
                 .unwrap_or_default()
                 .as_secs_f64()
-                * spec.gpu_share();
+                * share;
             if let Some(n) = self.nodes.get_mut(node) {
                 give_back(uses, n);
                 n.pods.remove(&index);
@@ -313,6 +321,7 @@ impl<'t> World<'t> {
                 continue;
             };
             let node = self.nodes.get_mut(&id).expect("listed above");
+            let share = spec.gpu_share() / f64::from(shapes[node.group].replicas.max(1));
             take(&uses, &mut node.free_gpus, &mut node.free_slices);
             node.pods.insert(index);
             node.empty_since = None;
@@ -322,6 +331,7 @@ impl<'t> World<'t> {
                 node: id,
                 started: now,
                 uses,
+                share,
             };
         }
     }
@@ -332,7 +342,7 @@ impl<'t> World<'t> {
         let mut pending = 0.0;
         for &i in &self.active {
             match self.pods[i].state {
-                PodState::Running { .. } => running += self.trace.pods[i].gpu_share(),
+                PodState::Running { share, .. } => running += share,
                 PodState::Pending => pending += self.trace.pods[i].gpu_share(),
                 _ => {}
             }
