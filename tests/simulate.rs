@@ -193,3 +193,46 @@ fn the_embedded_simulation_configs_parse() {
         gpupool::backend::offline_specs(&c).unwrap_or_else(|e| panic!("{t}: {e}"));
     }
 }
+
+#[test]
+fn a_real_clouds_config_runs_on_stand_ins_at_its_list_prices() {
+    // An AWS config as written for production: g6.xlarge (one L4) from a
+    // launch template, with an alternative that has no list price in the
+    // region; and a pod no group can take.
+    let config = Config::from_yaml(
+        "cloud: aws\nregion: us-east-1\naws:\n  cluster: prod\nnode_groups:\n  - id: l4\n    min_size: 0\n    max_size: 4\n    instance_type: g6.xlarge\n    aws:\n      launch_template: { name: eks-gpu }\n  - id: h100\n    min_size: 0\n    max_size: 1\n    instance_type: p5.48xlarge\n    capacity_type: spot\n    aws:\n      launch_template: { name: eks-gpu }\n      instance_types: [p5e.48xlarge]\n",
+    )
+    .expect("aws config");
+    let trace = Trace::from_csv(
+        "aws",
+        &format!(
+            "{HEADER}job,team,1h,1h,1,,nvidia-l4,false,\nbig,team,1h,1h,1,,nvidia-b200,false,\n"
+        ),
+    )
+    .expect("trace");
+    let report = simulate::simulate(
+        &config,
+        &trace,
+        &Policy::ALL,
+        &Options::default(),
+        &mut |_, _| {},
+    )
+    .expect("simulates");
+    let reactive = of(&report.policies, Policy::Reactive);
+    // The job ran on a g6.xlarge paid at its us-east-1 on-demand list
+    // price (src/pricing/prices/aws.yaml: 0.8048 USD an hour).
+    assert!(reactive.gpu_hours_paid > 1.0);
+    let per_hour = reactive.cost_usd / reactive.gpu_hours_paid;
+    assert!((per_hour - 0.8048).abs() < 1e-6, "{per_hour}");
+    assert_eq!(reactive.pods_unfinished, 1, "the B200 pod has no group");
+    let notes = report.notes.join("\n");
+    assert!(notes.contains("aws config"), "{notes}");
+    assert!(
+        notes.contains("node group h100: p5e.48xlarge has no list price for us-east-1"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("1 pods fit no node group's node under reactive, always-on, gpupool, so they never run: the first is big (1 GPU(s) of nvidia-b200)"),
+        "{notes}"
+    );
+}

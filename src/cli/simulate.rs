@@ -12,7 +12,8 @@ pub struct Args {
     /// one by name: notebooks, inference, training, batch
     #[arg(long)]
     trace: String,
-    /// The node groups (a `cloud: sim` config); without it, the example groups of
+    /// The node groups: a gpupool config (a real cloud's runs on stand-ins for its
+    /// instance types at their list prices); without it, the example groups of
     /// src/simulate/examples/ (a built-in trace's own, else all.yaml)
     #[arg(long, short)]
     config: Option<PathBuf>,

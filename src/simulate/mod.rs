@@ -11,6 +11,7 @@ pub mod policy;
 pub mod report;
 mod run;
 mod shape;
+mod stand_in;
 pub mod trace;
 mod world;
 
@@ -18,7 +19,7 @@ pub use policy::Policy;
 pub use report::{PolicyReport, Report};
 pub use run::Options;
 
-use crate::config::{CloudKind, Config, ConfigError};
+use crate::config::{Config, ConfigError};
 use std::collections::BTreeMap;
 
 /// The node groups `gpupool simulate` runs without `--config`: for a
@@ -48,9 +49,17 @@ pub enum SimulateError {
     #[error("cloud: {0}")]
     Cloud(#[from] gpupool_cloud::CloudError),
     #[error(
-        "cloud: simulate runs on the simulated cloud; the config's cloud is {0} (copy its node groups into a `cloud: sim` config with the simulator's instance types)"
+        "region: the built-in {cloud} price table has no prices for {region:?}, and the simulation sells the config's instance types at those prices"
     )]
-    NotSim(&'static str),
+    NoPrices { cloud: &'static str, region: String },
+    #[error(
+        "node_groups[{group}]: instance type {instance_type} has no list price for {region} in the built-in table, so the simulation cannot sell it"
+    )]
+    Unpriced {
+        group: String,
+        instance_type: String,
+        region: String,
+    },
     #[error("cannot start the simulation's runtime: {0}")]
     Runtime(String),
 }
@@ -65,9 +74,6 @@ pub fn simulate(
     options: &Options,
     progress: &mut dyn FnMut(Policy, f64),
 ) -> Result<Report, SimulateError> {
-    if config.cloud != CloudKind::Sim {
-        return Err(SimulateError::NotSim(config.cloud.as_str()));
-    }
     // Virtual time: one thread, the clock paused, so timers fire in order
     // as time jumps and the same inputs give the same run.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -115,5 +121,58 @@ pub fn simulate(
         trace: trace.name.clone(),
         seed: options.seed,
         policies: reports,
+        notes: notes(&runs, trace),
     })
+}
+
+/// The runs' notes once each, then the pods some policy could not place
+/// anywhere, per set of policies alike.
+fn notes(runs: &[run::Run], trace: &trace::Trace) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for note in runs.iter().flat_map(|r| &r.notes) {
+        if !out.contains(note) {
+            out.push(note.clone());
+        }
+    }
+    let mut alike: Vec<(&[String], Vec<&str>)> = Vec::new();
+    for r in runs.iter().filter(|r| !r.unplaceable.is_empty()) {
+        match alike
+            .iter_mut()
+            .find(|(u, _)| *u == r.unplaceable.as_slice())
+        {
+            Some((_, policies)) => policies.push(r.policy.name()),
+            None => alike.push((&r.unplaceable, vec![r.policy.name()])),
+        }
+    }
+    for (pods, policies) in alike {
+        let first = trace.pods.iter().find(|p| p.name == pods[0]);
+        let asks = first.map_or_else(String::new, |p| {
+            let what = match &p.slice {
+                Some(slice) => format!("a {slice} slice"),
+                None => format!("{} GPU(s)", p.gpus),
+            };
+            let on = p.accelerator.as_deref().unwrap_or("any GPU");
+            let flags = [
+                (p.interruptible, "interruptible"),
+                (p.shareable, "shareable"),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect::<Vec<_>>();
+            let flags = if flags.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", flags.join(", "))
+            };
+            format!(" ({what} of {on}{flags})")
+        });
+        out.push(format!(
+            "{} pods fit no node group's node under {}, so they never run: the first is {}{asks}",
+            pods.len(),
+            policies.join(", "),
+            pods[0],
+        ));
+    }
+    out
 }

@@ -44,6 +44,9 @@ pub struct Report {
     pub trace: String,
     pub seed: u64,
     pub policies: Vec<PolicyReport>,
+    /// What to know to read the numbers: alternatives left out, pods that
+    /// no node group can take.
+    pub notes: Vec<String>,
 }
 
 /// Nearest-rank quantile of sorted values.
@@ -167,6 +170,12 @@ impl Report {
                 p.pods_lost_work,
                 p.pods_unfinished,
             );
+        }
+        for note in &self.notes {
+            let _ = write!(out, "\nnote: {note}");
+        }
+        if !self.notes.is_empty() {
+            out.push('\n');
         }
         out
     }

@@ -89,6 +89,10 @@ pub struct Run {
     pub peaks: BTreeMap<String, u32>,
     /// Virtual time the run covered.
     pub span: Duration,
+    /// What the run changed of the config to run it, for the report.
+    pub notes: Vec<String>,
+    /// Pods no group's empty node could take, by name.
+    pub unplaceable: Vec<String>,
 }
 
 pub async fn run(
@@ -101,25 +105,41 @@ pub async fn run(
 ) -> Result<Run, SimulateError> {
     let config = policy::apply(policy, config, peaks);
     let clock = Arc::new(VirtualClock::new(options.start));
-    let mut sim = config.sim.clone();
+    // A real cloud's config runs on stand-ins for its instance types.
+    let (mut sim, sold, mut notes) = super::stand_in::cloud_for(&config)?;
     sim.time_scale = 1.0;
     sim.state_file = None;
     sim.seed = Some(options.seed);
     if policy != Policy::Gpupool {
         sim.spot_interruptions_per_hour = 0.0;
     }
-    let cloud = Arc::new(SimCloud::new(sim, clock.clone())?);
+    let cloud = Arc::new(SimCloud::with_catalog(sim, sold.clone(), clock.clone())?);
     let catalog = crate::catalog::merge(
         crate::catalog::builtin(config.cloud),
         cloud.instance_types().await?,
     );
     let zones = cloud.zones().await?;
-    let specs = config.validate(&catalog, Some(&zones))?;
+    let mut specs = config.validate(&catalog, Some(&zones))?;
+    notes.extend(super::stand_in::keep_sold(
+        &mut specs,
+        &sold,
+        &config.region,
+    )?);
     let cx = TemplateContext {
         region: &config.region,
         gpu_label: &config.gpu_label,
     };
     let shapes: Vec<Shape> = specs.iter().map(|s| Shape::of(s, cx)).collect();
+    let unplaceable = trace
+        .pods
+        .iter()
+        .filter(|pod| {
+            !shapes
+                .iter()
+                .any(|s| super::world::fits(pod, s, s.gpus, &s.slices).is_some())
+        })
+        .map(|pod| pod.name.clone())
+        .collect();
     let metrics = Arc::new(Metrics::new());
     let prices = Arc::new(Prices::new(crate::pricing::table::book(
         config.cloud,
@@ -345,6 +365,8 @@ pub async fn run(
         interruptions,
         timeline,
         span: end.duration_since(options.start).unwrap_or_default(),
+        notes,
+        unplaceable,
     })
 }
 

@@ -10,7 +10,7 @@ mod config;
 mod fleet;
 mod persist;
 
-pub use catalog::{BootRange, SimType};
+pub use catalog::{BootRange, SimType, builtin as builtin_catalog};
 pub use config::SimConfig;
 pub use fleet::SPOT_INTERRUPTION;
 
@@ -68,7 +68,16 @@ impl SimCloud {
     /// A simulated cloud with the built-in catalog; loads the state file if the
     /// config names one that exists.
     pub fn new(config: SimConfig, clock: Arc<dyn Clock>) -> Result<Self, SimError> {
-        let catalog = catalog::builtin();
+        Self::with_catalog(config, catalog::builtin(), clock)
+    }
+
+    /// A simulated cloud selling `catalog` instead of the built-in types
+    /// (`gpupool simulate` stands a real cloud's types in this way).
+    pub fn with_catalog(
+        config: SimConfig,
+        catalog: Vec<SimType>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, SimError> {
         config.validate(&catalog)?;
         let fleet = match &config.state_file {
             Some(path) => persist::load(path)?.unwrap_or_default(),
