@@ -39,4 +39,10 @@ pub enum FleetError {
     },
     #[error("node group {group}: node {node} does not belong to it; nothing was deleted")]
     NodeNotInGroup { group: GroupId, node: String },
+    /// No listing of the cloud has succeeded since the start: the group's
+    /// size is not known, so changing it could create instances twice.
+    #[error(
+        "node group {0}: not synced with the cloud since the start, so its size is unknown; retry after the next Refresh"
+    )]
+    NotSynced(GroupId),
 }

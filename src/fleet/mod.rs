@@ -386,12 +386,18 @@ impl Fleet {
     }
 
     /// Changes one group and publishes it; a refused change publishes nothing.
+    /// A change CA asks for. Refused until a listing has succeeded: a
+    /// restarted engine knows no instance before that, and raising a target
+    /// from zero would buy again what the cloud already runs.
     fn change<T>(
         &self,
         index: usize,
         f: impl FnOnce(&mut GroupState) -> Result<T, FleetError>,
     ) -> Result<T, FleetError> {
         let mut inner = self.lock();
+        if inner.synced_at.is_none() {
+            return Err(FleetError::NotSynced(self.specs[index].id.clone()));
+        }
         let out = f(&mut inner.groups[index])?;
         self.publish(&mut inner, [index]);
         Ok(out)

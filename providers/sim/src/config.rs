@@ -39,6 +39,8 @@ pub struct SimConfig {
     /// From shutting down to terminated.
     #[serde(with = "humantime_serde")]
     pub shutdown: Duration,
+    /// Faults to inject into the cloud's answers (all off by default).
+    pub faults: crate::Faults,
 }
 
 impl Default for SimConfig {
@@ -58,6 +60,7 @@ impl Default for SimConfig {
             boot: BTreeMap::new(),
             interruption_notice: Duration::from_secs(120),
             shutdown: Duration::from_secs(30),
+            faults: crate::Faults::default(),
         }
     }
 }
@@ -108,6 +111,9 @@ impl SimConfig {
                     self.spot_interruptions_per_hour
                 ),
             );
+        }
+        if let Err((field, reason)) = self.faults.validate() {
+            return bad(&field, reason);
         }
         let known = |name: &str| catalog.iter().any(|t| t.name == name);
         for (ty, zones) in &self.spot_capacity {

@@ -105,7 +105,8 @@ impl Fleet {
         usage
     }
 
-    /// Creates what fits; records the outcome under the request id.
+    /// Creates what fits, at most `cap` (an injected partial failure makes
+    /// fewer than asked); records the outcome under the request id.
     pub fn create(
         &mut self,
         request: &CreateRequest,
@@ -113,6 +114,7 @@ impl Fleet {
         now: SystemTime,
         config: &SimConfig,
         rng: &mut impl Rng,
+        cap: u32,
     ) -> CreateOutcome {
         if let Some(recorded) = self.requests.get(&request.request_id) {
             return CreateOutcome {
@@ -143,7 +145,12 @@ impl Fleet {
                 spot_zone(request, ty, config, usage)
             }
         };
-        for _ in 0..request.count {
+        let mut capped = 0u32;
+        for n in 0..request.count {
+            if n >= cap {
+                capped += 1;
+                continue;
+            }
             let placed = match request.purchase {
                 PurchaseOption::OnDemand => on_demand_zone(request, &usage),
                 PurchaseOption::Spot => spot(&usage),
@@ -162,9 +169,16 @@ impl Fleet {
             let instance = self.launch(request, ty, zone, capacity_type, now, config, rng);
             created.push(instance);
         }
-        let failed = (short > 0).then(|| CreateFailure {
-            count: short,
+        let failed = (short + capped > 0).then(|| CreateFailure {
+            count: short + capped,
             error: match request.max_spot_price {
+                _ if short == 0 => CloudError::out_of_resources(
+                    "InsufficientInstanceCapacity",
+                    format!(
+                        "not enough {} capacity in zones {:?} ({} of {} not created)",
+                        request.instance_type, request.zones, capped, request.count
+                    ),
+                ),
                 Some(cap) if bid_too_low => CloudError::out_of_resources(
                     "SpotMaxPriceTooLow",
                     format!(

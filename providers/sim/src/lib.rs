@@ -7,11 +7,13 @@
 
 pub mod catalog;
 mod config;
+mod faults;
 mod fleet;
 mod persist;
 
 pub use catalog::{BootRange, SimType, builtin as builtin_catalog};
 pub use config::SimConfig;
+pub use faults::{FaultCounts, Faults};
 pub use fleet::SPOT_INTERRUPTION;
 
 use fleet::Fleet;
@@ -44,6 +46,10 @@ pub enum SimError {
 struct Inner {
     fleet: Fleet,
     rng: StdRng,
+    /// Fault draws, apart from the fleet's, so that faults leave the
+    /// fleet's own draws as they would be without them.
+    fault_rng: StdRng,
+    faults: FaultCounts,
 }
 
 /// The simulated cloud. Cheap to share behind an `Arc`.
@@ -83,15 +89,23 @@ impl SimCloud {
             Some(path) => persist::load(path)?.unwrap_or_default(),
             None => Fleet::default(),
         };
-        let rng = match config.seed {
-            Some(seed) => StdRng::seed_from_u64(seed),
-            None => StdRng::from_os_rng(),
+        let (rng, fault_rng) = match config.seed {
+            Some(seed) => (
+                StdRng::seed_from_u64(seed),
+                StdRng::seed_from_u64(seed ^ 0xfa17_5eed),
+            ),
+            None => (StdRng::from_os_rng(), StdRng::from_os_rng()),
         };
         Ok(Self {
             config,
             catalog,
             clock,
-            inner: Mutex::new(Inner { fleet, rng }),
+            inner: Mutex::new(Inner {
+                fleet,
+                rng,
+                fault_rng,
+                faults: FaultCounts::default(),
+            }),
         })
     }
 
@@ -109,6 +123,65 @@ impl SimCloud {
         self.with_fleet(|fleet, _, now, config| fleet.interrupt(id, now, config))
     }
 
+    /// The faults injected so far.
+    pub fn faults_injected(&self) -> FaultCounts {
+        self.lock().faults
+    }
+
+    /// A call's injected latency and whether it is refused before it takes
+    /// effect (throttled, or a server error).
+    async fn enter(&self, call: &str) -> Result<(), CloudError> {
+        let faults = &self.config.faults;
+        if faults.is_off() {
+            return Ok(());
+        }
+        let delay = {
+            let mut inner = self.lock();
+            let Inner {
+                fault_rng,
+                faults: counts,
+                ..
+            } = &mut *inner;
+            let delay = faults.delay(fault_rng);
+            match faults.before(fault_rng, counts) {
+                faults::Before::Proceed => delay,
+                faults::Before::Throttle => {
+                    return Err(CloudError::throttled(
+                        "RequestLimitExceeded",
+                        format!("{call}: request limit exceeded (injected)"),
+                    ));
+                }
+                faults::Before::ServerError => {
+                    return Err(CloudError::throttled(
+                        "InternalError",
+                        format!("{call}: 503 service unavailable (injected)"),
+                    ));
+                }
+            }
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok(())
+    }
+
+    /// Whether a call that took effect loses its answer (the caller times out).
+    fn answer_lost(&self, call: &str) -> Result<(), CloudError> {
+        let mut inner = self.lock();
+        let Inner {
+            fault_rng,
+            faults: counts,
+            ..
+        } = &mut *inner;
+        if self.config.faults.loses_answer(fault_rng, counts) {
+            return Err(CloudError::throttled(
+                "RequestTimeout",
+                format!("{call}: no answer within the deadline (injected; the call took effect)"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Runs `f` on the fleet moved along to now, then saves it.
     fn with_fleet<T>(
         &self,
@@ -116,7 +189,7 @@ impl SimCloud {
     ) -> T {
         let now = self.clock.now();
         let mut inner = self.lock();
-        let Inner { fleet, rng } = &mut *inner;
+        let Inner { fleet, rng, .. } = &mut *inner;
         fleet.tick(now, &self.config, rng);
         let out = f(fleet, rng, now, &self.config);
         if let Some(path) = &self.config.state_file {
@@ -151,7 +224,21 @@ impl Cloud for SimCloud {
     }
 
     async fn list_instances(&self) -> Result<Vec<Instance>, CloudError> {
-        Ok(self.with_fleet(|fleet, _, _, _| fleet.list()))
+        self.enter("DescribeInstances").await?;
+        let lag = self.config.faults.list_lag;
+        let (listed, hidden) = self.with_fleet(|fleet, _, now, _| {
+            let mut listed = fleet.list();
+            let before = listed.len();
+            if !lag.is_zero() {
+                // Eventual consistency: what was launched just now is not
+                // listed yet.
+                listed.retain(|i| now.duration_since(i.launched_at).unwrap_or_default() >= lag);
+            }
+            let hidden = before - listed.len();
+            (listed, hidden)
+        });
+        self.lock().faults.hidden_from_lists += hidden as u64;
+        Ok(listed)
     }
 
     async fn create_instances(&self, request: &CreateRequest) -> Result<CreateOutcome, CloudError> {
@@ -178,12 +265,26 @@ impl Cloud for SimCloud {
         if request.zones.is_empty() {
             return Err(CloudError::other("InvalidZone", "no zone given"));
         }
-        Ok(self.with_fleet(|fleet, rng, now, config| fleet.create(request, ty, now, config, rng)))
+        self.enter("CreateInstances").await?;
+        let cap = {
+            let mut inner = self.lock();
+            let Inner {
+                fault_rng,
+                faults: counts,
+                ..
+            } = &mut *inner;
+            self.config.faults.partial(request.count, fault_rng, counts)
+        };
+        let outcome = self
+            .with_fleet(|fleet, rng, now, config| fleet.create(request, ty, now, config, rng, cap));
+        self.answer_lost("CreateInstances")?;
+        Ok(outcome)
     }
 
     async fn delete_instances(&self, ids: &[InstanceId]) -> Result<(), CloudError> {
+        self.enter("TerminateInstances").await?;
         self.with_fleet(|fleet, _, now, config| fleet.delete(ids, now, config));
-        Ok(())
+        self.answer_lost("TerminateInstances")
     }
 
     async fn instance_types(&self) -> Result<Vec<InstanceType>, CloudError> {

@@ -402,3 +402,98 @@ async fn pools_the_engine_avoids_are_left_out_spot_and_on_demand_apart() {
         "{out:?}"
     );
 }
+
+fn faulty(faults: &str) -> SimConfig {
+    SimConfig {
+        faults: serde_yaml::from_str(faults).expect("faults"),
+        ..config()
+    }
+}
+
+#[tokio::test]
+async fn a_lost_answer_took_effect_and_the_same_request_finds_it_again() {
+    let clock = clock();
+    let cloud = SimCloud::new(faulty("lost_answer: 1.0"), Arc::new(clock.clone())).unwrap();
+    let r = request("r1", "gpu-1x-l4", PurchaseOption::OnDemand, 2);
+    let err = cloud.create_instances(&r).await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::Throttled, "a timeout is retried");
+    assert_eq!(err.code, "RequestTimeout");
+    let listed = cloud.list_instances().await.unwrap();
+    assert_eq!(listed.len(), 2, "the create took effect");
+    assert!(
+        listed
+            .iter()
+            .all(|i| i.request_id == Some(RequestId::new("r1")))
+    );
+    // The retry with the same request id makes nothing new (its answer is
+    // lost again here, but the cloud still has two).
+    let _ = cloud.create_instances(&r).await;
+    assert_eq!(cloud.list_instances().await.unwrap().len(), 2);
+    assert_eq!(cloud.faults_injected().lost_answers, 2);
+}
+
+#[tokio::test]
+async fn throttling_and_server_errors_refuse_before_any_effect() {
+    for (faults, code) in [
+        ("throttle: 1.0", "RequestLimitExceeded"),
+        ("server_error: 1.0", "InternalError"),
+    ] {
+        let cloud = SimCloud::new(faulty(faults), Arc::new(clock())).unwrap();
+        let err = cloud
+            .create_instances(&request("r1", "gpu-1x-l4", PurchaseOption::OnDemand, 1))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.class, err.code.as_str()),
+            (ErrorClass::Throttled, code)
+        );
+        assert!(cloud.list_instances().await.is_err(), "listing too");
+        let counts = cloud.faults_injected();
+        assert_eq!(counts.throttled + counts.server_errors, 2, "{faults}");
+    }
+}
+
+#[tokio::test]
+async fn a_partial_create_makes_some_and_fails_the_rest_as_out_of_capacity() {
+    let cloud = SimCloud::new(faulty("partial_create: 1.0"), Arc::new(clock())).unwrap();
+    let out = cloud
+        .create_instances(&request("r1", "gpu-1x-l4", PurchaseOption::OnDemand, 5))
+        .await
+        .unwrap();
+    let failed = out.failed.expect("some fail");
+    assert!(out.created.len() < 5);
+    assert_eq!(out.created.len() as u32 + failed.count, 5);
+    assert_eq!(failed.error.class, ErrorClass::OutOfResources);
+    assert_eq!(failed.error.code, "InsufficientInstanceCapacity");
+    assert_eq!(
+        cloud.list_instances().await.unwrap().len(),
+        out.created.len()
+    );
+    assert_eq!(cloud.faults_injected().partial_creates, 1);
+}
+
+#[tokio::test]
+async fn a_listing_lags_behind_launches() {
+    let clock = clock();
+    let cloud = SimCloud::new(faulty("list_lag: 30s"), Arc::new(clock.clone())).unwrap();
+    cloud
+        .create_instances(&request("r1", "gpu-1x-l4", PurchaseOption::OnDemand, 1))
+        .await
+        .unwrap();
+    assert!(cloud.list_instances().await.unwrap().is_empty());
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(cloud.list_instances().await.unwrap().len(), 1);
+    assert_eq!(cloud.faults_injected().hidden_from_lists, 1);
+}
+
+#[test]
+fn fault_rates_out_of_range_are_refused_naming_the_field() {
+    let err = SimCloud::new(faulty("throttle: 1.5"), Arc::new(clock())).unwrap_err();
+    assert!(err.to_string().contains("sim.faults.throttle"), "{err}");
+    let err = SimCloud::new(
+        faulty("throttle: 0.6\nserver_error: 0.6"),
+        Arc::new(clock()),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("sim.faults"), "{err}");
+}

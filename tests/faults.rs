@@ -1,0 +1,480 @@
+//! Fault injection: the engine under a faulty cloud (throttling, server
+//! errors, answers lost after the call took effect, partial creates,
+//! listings that lag behind launches, latency), CA's calls repeated and
+//! concurrent, and process crashes (kill -9: the fleet's in-flight cloud
+//! work dropped at its next await and its memory lost) at any step, then a
+//! restart on the same cloud. After every step and at the end, it checks:
+//! no group's target past its max or under its min, no instance the cloud
+//! runs that the engine does not track once the cloud's listing has caught
+//! up, no group with more instances running than its target (created
+//! twice), and every CA call answered as the spec says.
+//!
+//! `cargo nextest run --test faults` runs a bounded number of seeded runs
+//! (each prints its summary); `GPUPOOL_SOAK_RUNS=2000 cargo nextest run
+//! --release --test faults --no-capture` is the longer soak (README
+//! "Guarantees").
+
+use gpupool::config::Config;
+use gpupool::fleet::{Fleet, FleetError, NodeRef, NodeState, RateLimit};
+use gpupool::metrics::Metrics;
+use gpupool::pricing::Prices;
+use gpupool_cloud::{Cloud, InstanceState, ManualClock};
+use gpupool_sim::{FaultCounts, SimCloud};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+const CONFIG: &str = "
+cloud: sim
+region: sim-east-1
+sim:
+  seed: 1
+  spot_interruptions_per_hour: 0.5
+  faults:
+    throttle: 0.1
+    server_error: 0.05
+    lost_answer: 0.1
+    partial_create: 0.2
+    list_lag: 20s
+    latency: 2s
+node_groups:
+  - id: l4
+    min_size: 0
+    max_size: 6
+    instance_type: gpu-1x-l4
+  - id: l4-spot
+    min_size: 1
+    max_size: 8
+    instance_type: gpu-1x-l4
+    capacity_type: spot-then-on-demand
+  - id: h100
+    min_size: 0
+    max_size: 2
+    instance_type: gpu-8x-h100-80gb
+";
+
+/// CA's loop period: each step moves the clock this far.
+const STEP: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct Summary {
+    runs: u64,
+    steps: u64,
+    crashes: u64,
+    ca_calls: u64,
+    faults: FaultCounts,
+    leaked: u64,
+    created_twice: u64,
+    violations: Vec<String>,
+}
+
+impl Summary {
+    fn print(&self) {
+        let f = &self.faults;
+        println!(
+            "fault suite: {} runs, {} steps, {} crashes, {} CA calls; faults injected: {} ({} throttled, {} server errors, {} lost answers, {} partial creates, {} hidden from lists); instances leaked: {}; created twice: {}; invariant violations: {}",
+            self.runs,
+            self.steps,
+            self.crashes,
+            self.ca_calls,
+            f.total(),
+            f.throttled,
+            f.server_errors,
+            f.lost_answers,
+            f.partial_creates,
+            f.hidden_from_lists,
+            self.leaked,
+            self.created_twice,
+            self.violations.len()
+        );
+        for v in self.violations.iter().take(20) {
+            println!("  violation: {v}");
+        }
+    }
+}
+
+struct World {
+    config: Config,
+    clock: ManualClock,
+    cloud: Arc<SimCloud>,
+    fleet: Arc<Fleet>,
+}
+
+impl World {
+    async fn new(seed: u64, list_lag: bool) -> Self {
+        let mut config = Config::from_yaml(CONFIG).expect("config");
+        config.sim.seed = Some(seed);
+        if !list_lag {
+            config.sim.faults.list_lag = Duration::ZERO;
+        }
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+        let cloud = Arc::new(
+            SimCloud::new(config.sim.clone(), Arc::new(clock.clone())).expect("sim cloud"),
+        );
+        let fleet = start(&config, &clock, &cloud).await;
+        Self {
+            config,
+            clock,
+            cloud,
+            fleet,
+        }
+    }
+
+    /// kill -9 and a restart: the fleet's cloud work is dropped at its next
+    /// await, its memory is gone, and a new one starts on the same cloud.
+    async fn crash(&mut self) {
+        self.fleet.shutdown(Duration::ZERO).await;
+        self.fleet = start(&self.config, &self.clock, &self.cloud).await;
+    }
+}
+
+async fn start(config: &Config, clock: &ManualClock, cloud: &Arc<SimCloud>) -> Arc<Fleet> {
+    let catalog = gpupool::catalog::merge(
+        gpupool::catalog::builtin(config.cloud),
+        cloud.instance_types().await.expect("types"),
+    );
+    let zones = cloud.zones().await.expect("zones");
+    let specs = config.validate(&catalog, Some(&zones)).expect("valid");
+    let unlimited = NonZeroU32::new(1_000_000).expect("nonzero");
+    Fleet::new(
+        cloud.clone(),
+        Arc::new(clock.clone()),
+        Arc::new(Metrics::new()),
+        Arc::new(Prices::new(gpupool::pricing::table::book(
+            config.cloud,
+            &config.region,
+        ))),
+        specs,
+        RateLimit {
+            per_second: unlimited,
+            burst: unlimited,
+            offering_cooldown: Duration::from_secs(60),
+        },
+    )
+}
+
+/// One of CA's calls, as its gRPC handler makes it, checked against what
+/// the spec allows the answer to be. Gives the group a DecreaseTargetSize
+/// lowered, if one did (the spec lets it cancel requests under min).
+async fn ca_call(
+    fleet: &Arc<Fleet>,
+    rng: &mut StdRng,
+    violations: &mut Vec<String>,
+) -> Option<usize> {
+    let specs = fleet.specs();
+    let g = rng.random_range(0..specs.len());
+    let id = specs[g].id.to_string();
+    let min = specs[g].min_size;
+    let snapshot = fleet.snapshot();
+    let view = snapshot.groups[g].clone();
+    drop(snapshot);
+    let op = rng.random_range(0..10);
+    if std::env::var("GPUPOOL_FAULT_SEED").is_ok() {
+        eprintln!("CA call {op} on {id}: target {}", view.target);
+    }
+    match op {
+        // IncreaseSize, sometimes past max (refused), sometimes repeated at
+        // once and concurrently, as a retrying CA would.
+        0..=4 => {
+            let delta = rng.random_range(1..=3);
+            let twice = rng.random_bool(0.3);
+            let a = fleet.clone();
+            let b = fleet.clone();
+            let (id_a, id_b) = (id.clone(), id.clone());
+            let first = tokio::spawn(async move { a.increase_size(&id_a, delta) });
+            let second = twice.then(|| tokio::spawn(async move { b.increase_size(&id_b, delta) }));
+            for result in std::iter::once(first).chain(second) {
+                match result.await.expect("joins") {
+                    Ok(()) | Err(FleetError::AboveMax { .. } | FleetError::NotSynced(_)) => {
+                        if std::env::var("GPUPOOL_FAULT_SEED").is_ok() {
+                            eprintln!("  increase {id} +{delta} twice={twice}");
+                        }
+                    }
+                    Err(e) => violations.push(format!("IncreaseSize {id} +{delta}: {e}")),
+                }
+            }
+        }
+        // DeleteNodes of some running nodes, as CA scales down (it never
+        // goes under min; when it tries, the call is refused).
+        5..=7 => {
+            let running: Vec<_> = view
+                .instances
+                .iter()
+                .filter(|i| i.state == NodeState::Running)
+                .collect();
+            if running.is_empty() {
+                return None;
+            }
+            let n = rng.random_range(1..=running.len().min(2));
+            let nodes: Vec<NodeRef> = running[..n]
+                .iter()
+                .map(|i| NodeRef {
+                    provider_id: i.provider_id.to_string(),
+                    name: i.node_name.clone().unwrap_or_default(),
+                })
+                .collect();
+            match fleet.delete_nodes(&id, &nodes) {
+                Ok(()) => {}
+                Err(FleetError::BelowMin { .. }) if (view.target as usize) < n + min as usize => {}
+                // A node gone meanwhile is named in the refusal; before a
+                // restarted engine's first listing, every change is refused.
+                Err(FleetError::NodeNotInGroup { .. } | FleetError::NotSynced(_)) => {}
+                Err(e) => violations.push(format!("DeleteNodes {id}: {e}")),
+            }
+        }
+        // DecreaseTargetSize, of slots not yet created when CA gets it
+        // right (requested, no instance yet: no zone).
+        _ => {
+            let creating = view
+                .instances
+                .iter()
+                .filter(|i| i.state == NodeState::Creating && i.zone.is_none())
+                .count();
+            let delta: i32 = -rng.random_range(1..=3);
+            match fleet.decrease_target_size(&id, delta) {
+                Ok(()) => return Some(g),
+                Err(FleetError::WouldDeleteNodes { .. }) if (-delta) as usize > creating => {}
+                Err(FleetError::NotSynced(_)) => {}
+                Err(e) => violations.push(format!("DecreaseTargetSize {id} {delta}: {e}")),
+            }
+        }
+    }
+    None
+}
+
+/// What must hold whenever CA could look: no target past max, and none
+/// taken under min but by DecreaseTargetSize (a group may start under its
+/// min, and cancelled requests may leave it there; CA raises it). `last`:
+/// each group's target at the last check, 0 for a group just decreased.
+fn check_targets(fleet: &Fleet, last: &mut Vec<u32>, at: &str, violations: &mut Vec<String>) {
+    let snapshot = fleet.snapshot();
+    last.resize(snapshot.groups.len(), 0);
+    for ((spec, view), last) in fleet.specs().iter().zip(&snapshot.groups).zip(last) {
+        if view.target > spec.max_size || (view.target < spec.min_size && view.target < *last) {
+            violations.push(format!(
+                "{at}: group {} target {} (was {last}) outside [{}, {}]",
+                spec.id, view.target, spec.min_size, spec.max_size
+            ));
+        }
+        *last = view.target;
+    }
+}
+
+/// Once the cloud's listing has caught up: every instance the cloud runs is
+/// tracked, and no group runs more than its target.
+async fn check_fleet(w: &World, at: &str, summary: &mut Summary) {
+    let live: Vec<_> = w
+        .cloud
+        .list_instances()
+        .await
+        .into_iter()
+        .flatten()
+        .filter(|i| matches!(i.state, InstanceState::Pending | InstanceState::Running))
+        .collect();
+    let snapshot = w.fleet.snapshot();
+    let tracked: BTreeSet<String> = snapshot
+        .groups
+        .iter()
+        .flat_map(|v| v.instances.iter().map(|i| i.provider_id.to_string()))
+        .collect();
+    for i in &live {
+        if !tracked.contains(i.provider_id.as_str()) {
+            summary.leaked += 1;
+            summary
+                .violations
+                .push(format!("{at}: instance {} ({}) untracked", i.id, i.group));
+        }
+    }
+    let mut per_group: BTreeMap<&str, u32> = BTreeMap::new();
+    for i in &live {
+        *per_group.entry(i.group.as_str()).or_default() += 1;
+    }
+    for (spec, view) in w.fleet.specs().iter().zip(&snapshot.groups) {
+        let running = per_group.get(spec.id.as_str()).copied().unwrap_or(0);
+        let leaving = view
+            .instances
+            .iter()
+            .filter(|i| i.state == NodeState::Deleting)
+            .count() as u32;
+        if running > view.target + leaving {
+            summary.created_twice += u64::from(running - view.target - leaving);
+            summary.violations.push(format!(
+                "{at}: group {} runs {running} instances for a target of {} ({leaving} deleting)",
+                spec.id, view.target
+            ));
+        }
+    }
+}
+
+/// Syncs until one succeeds (the listing may be throttled).
+async fn sync(fleet: &Arc<Fleet>) {
+    for _ in 0..20 {
+        if fleet.sync().await.is_ok() {
+            return;
+        }
+    }
+    panic!("twenty syncs in a row failed: the fault rates leave no room to sync");
+}
+
+/// How a suite's runs fault.
+#[derive(Clone, Copy)]
+struct Mix {
+    /// Chance of a crash and restart at each step.
+    crash_rate: f64,
+    /// Whether listings lag behind launches.
+    list_lag: bool,
+}
+
+async fn one_run(seed: u64, steps: u64, mix: Mix, summary: &mut Summary) {
+    if std::env::var("GPUPOOL_FAULT_SEED").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("gpupool=debug")
+            .with_test_writer()
+            .try_init();
+    }
+    let mut w = World::new(seed, mix.list_lag).await;
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xca11);
+    let mut last = Vec::new();
+    for step in 0..steps {
+        w.clock.advance(STEP);
+        let _ = w.fleet.sync().await;
+        for _ in 0..rng.random_range(0..3) {
+            if std::env::var("GPUPOOL_FAULT_SEED").is_ok() {
+                let s = w.fleet.snapshot();
+                let t: Vec<_> = s
+                    .groups
+                    .iter()
+                    .map(|v| (v.target, v.instances.len()))
+                    .collect();
+                eprintln!("step {step}: targets {t:?}");
+            }
+            if let Some(g) = ca_call(&w.fleet, &mut rng, &mut summary.violations).await {
+                last.resize(w.fleet.specs().len(), 0);
+                last[g] = 0;
+            }
+            summary.ca_calls += 1;
+        }
+        check_targets(
+            &w.fleet,
+            &mut last,
+            &format!("seed {seed} step {step}"),
+            &mut summary.violations,
+        );
+        // kill -9 at any point: sometimes while cloud work is under way.
+        if mix.crash_rate > 0.0 && rng.random_bool(mix.crash_rate) {
+            if rng.random_bool(0.5) {
+                tokio::task::yield_now().await;
+            }
+            w.crash().await;
+            summary.crashes += 1;
+            // A restart reads its targets off the cloud again.
+            last.clear();
+        }
+        summary.steps += 1;
+    }
+    // Let the cloud's answers and listing catch up: past the listing lag
+    // and the engine's grace for instances missing from a listing, with
+    // cloud work settled.
+    for _ in 0..30 {
+        w.clock.advance(STEP);
+        sync(&w.fleet).await;
+        w.fleet.settle().await;
+    }
+    sync(&w.fleet).await;
+    check_targets(
+        &w.fleet,
+        &mut last,
+        &format!("seed {seed} end"),
+        &mut summary.violations,
+    );
+    check_fleet(&w, &format!("seed {seed} end"), summary).await;
+    let f = w.cloud.faults_injected();
+    let s = &mut summary.faults;
+    s.throttled += f.throttled;
+    s.server_errors += f.server_errors;
+    s.lost_answers += f.lost_answers;
+    s.partial_creates += f.partial_creates;
+    s.hidden_from_lists += f.hidden_from_lists;
+    summary.runs += 1;
+    w.fleet.shutdown(Duration::ZERO).await;
+}
+
+/// Runs the suite's seeds (`GPUPOOL_SOAK_RUNS`, default 40; or the one
+/// `GPUPOOL_FAULT_SEED`) and checks the summary.
+async fn suite(name: &str, mix: Mix) {
+    let runs: u64 = std::env::var("GPUPOOL_SOAK_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(40);
+    // GPUPOOL_FAULT_SEED=N runs that seed alone (to debug a violation).
+    let seeds = match std::env::var("GPUPOOL_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(seed) => seed..seed + 1,
+        None => 0..runs,
+    };
+    let mut summary = Summary::default();
+    for seed in seeds {
+        one_run(seed, 120, mix, &mut summary).await;
+    }
+    print!("{name}: ");
+    summary.print();
+    assert!(summary.faults.total() > 0, "faults were injected");
+    assert_eq!(
+        summary.crashes > 0,
+        mix.crash_rate > 0.0,
+        "crashes as asked"
+    );
+    assert_eq!(summary.leaked, 0, "instances leaked");
+    assert_eq!(summary.created_twice, 0, "instances created twice");
+    assert!(
+        summary.violations.is_empty(),
+        "invariant violations: {:#?}",
+        summary.violations
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn cloud_and_ca_faults_keep_every_invariant() {
+    suite(
+        "cloud and CA faults",
+        Mix {
+            crash_rate: 0.0,
+            list_lag: true,
+        },
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn crashes_and_restarts_keep_every_invariant() {
+    suite(
+        "crashes, cloud and CA faults, listings current",
+        Mix {
+            crash_rate: 0.03,
+            list_lag: false,
+        },
+    )
+    .await;
+}
+
+/// A restart whose first listing misses instances launched just before the
+/// crash reports a target too low; CA raises it again and the late
+/// instances are adopted on top: created twice, past max. Needs a durable
+/// journal of create requests (issue 12, in progress).
+#[tokio::test(start_paused = true)]
+#[ignore = "known: a restart while the listing lags can create twice (see the doc comment)"]
+async fn crashes_while_listings_lag_keep_every_invariant() {
+    suite(
+        "crashes while listings lag",
+        Mix {
+            crash_rate: 0.03,
+            list_lag: true,
+        },
+    )
+    .await;
+}
