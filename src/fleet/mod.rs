@@ -385,10 +385,10 @@ impl Fleet {
         Ok(prices.len())
     }
 
-    /// Changes one group and publishes it; a refused change publishes nothing.
-    /// A change CA asks for. Refused until a listing has succeeded: a
-    /// restarted engine knows no instance before that, and raising a target
-    /// from zero would buy again what the cloud already runs.
+    /// Changes one group, as CA asks, and publishes it; a refused change
+    /// publishes nothing. Refused until a listing has succeeded: a restarted
+    /// engine knows no instance before that, and raising a target from zero
+    /// would buy again what the cloud already runs.
     fn change<T>(
         &self,
         index: usize,
