@@ -186,7 +186,9 @@ pub fn resolve(
             for (name, n) in list {
                 let profile = geometry.profile(name).ok_or_else(|| unknown(name))?;
                 match layout.iter_mut().find(|(p, _)| p.name == profile.name) {
-                    Some((_, count)) => *count += n,
+                    // Saturating: a repeated profile's counts may add past
+                    // u32 (`1g.10gb=4294967295,1g.10gb=2`); check refuses it.
+                    Some((_, count)) => *count = count.saturating_add(*n),
                     None => layout.push((profile, *n)),
                 }
             }

@@ -92,6 +92,20 @@ fn mixed_layouts_nvidia_lists_as_valid_are_accepted() {
 }
 
 #[test]
+fn a_repeated_profile_whose_counts_add_past_u32_is_refused_not_wrapped() {
+    // A config input replayed through fuzz/fuzz_targets/config.rs: the
+    // counts of a profile named twice overflowed u32 (a panic with overflow
+    // checks, a wrap to a 1-slice layout that passed the check without).
+    let err = layout(
+        "nvidia-a100-80gb",
+        "mig:1g.10gb=4294967295,1g.10gb=2",
+        MigStrategy::Mixed,
+    )
+    .unwrap_err();
+    assert!(err.contains("at most 7 per GPU"), "{err}");
+}
+
+#[test]
 fn impossible_layouts_are_refused_with_the_reason_and_what_fits() {
     let invalid = [
         (

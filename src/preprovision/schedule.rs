@@ -72,6 +72,11 @@ pub fn parse_cron(text: &str) -> Result<Cron, String> {
         }
     } else {
         for field in upper.split_whitespace() {
+            // Kubernetes refuses an empty list item (`,`, `1,`); croner takes
+            // it as matching nothing and searches for seconds before giving up.
+            if field.split(',').any(str::is_empty) {
+                return Err(format!("cron {text:?}: {field:?} has an empty list item"));
+            }
             let mut rest = field.to_owned();
             for name in NAMES {
                 rest = rest.replace(name, "");

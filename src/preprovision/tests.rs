@@ -118,6 +118,25 @@ fn schedules_parse_with_names_and_refuse_what_is_wrong() {
 }
 
 #[test]
+fn a_cron_field_with_an_empty_list_item_is_refused_without_a_search() {
+    // Found by fuzzing (fuzz/fuzz_targets/annotations.rs): croner takes `,`
+    // as a minute list matching nothing and searched about 15 s (release)
+    // before giving up, for each such entry of `gpupool.dev/preprovision`.
+    for bad in [
+        ", * * * *",
+        "0 0 , * *",
+        "* * * * ,",
+        "1, * * * *",
+        "0 9 * * 1,,5",
+    ] {
+        // Refused before croner is asked, so no search.
+        let err = Schedule::parse_list(&format!("{bad} for 1h: 1")).unwrap_err();
+        assert!(err.contains("empty list item"), "{bad:?}: {err}");
+    }
+    assert!(Schedule::parse_list("0 9 * * 1,3,5 for 1h: 1").is_ok());
+}
+
+#[test]
 fn config_refuses_a_schedule_past_max_and_an_unknown_time_zone() {
     let yaml = |annotations: &str, tz: &str| {
         format!(

@@ -1,0 +1,19 @@
+£(
+mainB 
+cpu
+500m
+memory
+1Gi¢
+fetchB
+memory
+64Gi¢4
+proxyB"
+
+memory
+128Mi
+cpu
+100mÂAlways‚
+cpu
+250m‚
+memory
+120Mi
