@@ -1,7 +1,8 @@
 //! Fault injection: the engine under a faulty cloud (throttling, server
 //! errors, answers lost after the call took effect, partial creates,
-//! listings that lag behind launches, latency), CA's calls repeated and
-//! concurrent, and process crashes (kill -9: the fleet's in-flight cloud
+//! listings that lag behind launches, latency), CA's calls repeated (the
+//! first call's cloud work free to run before the repeat), and process
+//! crashes (kill -9: the fleet's in-flight cloud
 //! work dropped at its next await and its memory lost) at any step, then a
 //! restart on the same cloud. After every step and at the end, it checks:
 //! no group's target past its max or under its min, no instance the cloud
@@ -55,6 +56,12 @@ node_groups:
     max_size: 2
     instance_type: gpu-8x-h100-80gb
 ";
+
+/// `GPUPOOL_FAULT_SEED` is set: one run, told step by step with the
+/// engine's debug log.
+fn debugging() -> bool {
+    std::env::var_os("GPUPOOL_FAULT_SEED").is_some()
+}
 
 /// CA's loop period: each step moves the clock this far.
 const STEP: Duration = Duration::from_secs(10);
@@ -172,12 +179,13 @@ async fn ca_call(
     let view = snapshot.groups[g].clone();
     drop(snapshot);
     let op = rng.random_range(0..10);
-    if std::env::var("GPUPOOL_FAULT_SEED").is_ok() {
+    if debugging() {
         eprintln!("CA call {op} on {id}: target {}", view.target);
     }
     match op {
-        // IncreaseSize, sometimes past max (refused), sometimes repeated at
-        // once and concurrently, as a retrying CA would.
+        // IncreaseSize, sometimes past max (refused), sometimes repeated as
+        // a retrying CA would: each call is its own task, so the first
+        // one's cloud work may run before the repeat lands.
         0..=4 => {
             let delta = rng.random_range(1..=3);
             let twice = rng.random_bool(0.3);
@@ -189,7 +197,7 @@ async fn ca_call(
             for result in std::iter::once(first).chain(second) {
                 match result.await.expect("joins") {
                     Ok(()) | Err(FleetError::AboveMax { .. } | FleetError::NotSynced(_)) => {
-                        if std::env::var("GPUPOOL_FAULT_SEED").is_ok() {
+                        if debugging() {
                             eprintln!("  increase {id} +{delta} twice={twice}");
                         }
                     }
@@ -329,7 +337,7 @@ struct Mix {
 }
 
 async fn one_run(seed: u64, steps: u64, mix: Mix, summary: &mut Summary) {
-    if std::env::var("GPUPOOL_FAULT_SEED").is_ok() {
+    if debugging() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("gpupool=debug")
             .with_test_writer()
@@ -342,7 +350,7 @@ async fn one_run(seed: u64, steps: u64, mix: Mix, summary: &mut Summary) {
         w.clock.advance(STEP);
         let _ = w.fleet.sync().await;
         for _ in 0..rng.random_range(0..3) {
-            if std::env::var("GPUPOOL_FAULT_SEED").is_ok() {
+            if debugging() {
                 let s = w.fleet.snapshot();
                 let t: Vec<_> = s
                     .groups

@@ -128,37 +128,41 @@ impl SimCloud {
         self.lock().faults
     }
 
+    /// Draws from the fault stream with the configured faults, counting what
+    /// is injected.
+    fn with_faults<T>(&self, f: impl FnOnce(&Faults, &mut StdRng, &mut FaultCounts) -> T) -> T {
+        let mut inner = self.lock();
+        let Inner {
+            fault_rng,
+            faults: counts,
+            ..
+        } = &mut *inner;
+        f(&self.config.faults, fault_rng, counts)
+    }
+
     /// A call's injected latency and whether it is refused before it takes
     /// effect (throttled, or a server error).
     async fn enter(&self, call: &str) -> Result<(), CloudError> {
-        let faults = &self.config.faults;
-        if faults.is_off() {
+        if self.config.faults.is_off() {
             return Ok(());
         }
-        let delay = {
-            let mut inner = self.lock();
-            let Inner {
-                fault_rng,
-                faults: counts,
-                ..
-            } = &mut *inner;
-            let delay = faults.delay(fault_rng);
-            match faults.before(fault_rng, counts) {
-                faults::Before::Proceed => delay,
-                faults::Before::Throttle => {
-                    return Err(CloudError::throttled(
-                        "RequestLimitExceeded",
-                        format!("{call}: request limit exceeded (injected)"),
-                    ));
-                }
-                faults::Before::ServerError => {
-                    return Err(CloudError::throttled(
-                        "InternalError",
-                        format!("{call}: 503 service unavailable (injected)"),
-                    ));
-                }
+        let (delay, before) =
+            self.with_faults(|faults, rng, counts| (faults.delay(rng), faults.before(rng, counts)));
+        match before {
+            faults::Before::Proceed => {}
+            faults::Before::Throttle => {
+                return Err(CloudError::throttled(
+                    "RequestLimitExceeded",
+                    format!("{call}: request limit exceeded (injected)"),
+                ));
             }
-        };
+            faults::Before::ServerError => {
+                return Err(CloudError::throttled(
+                    "InternalError",
+                    format!("{call}: 503 service unavailable (injected)"),
+                ));
+            }
+        }
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
@@ -167,13 +171,7 @@ impl SimCloud {
 
     /// Whether a call that took effect loses its answer (the caller times out).
     fn answer_lost(&self, call: &str) -> Result<(), CloudError> {
-        let mut inner = self.lock();
-        let Inner {
-            fault_rng,
-            faults: counts,
-            ..
-        } = &mut *inner;
-        if self.config.faults.loses_answer(fault_rng, counts) {
+        if self.with_faults(|faults, rng, counts| faults.loses_answer(rng, counts)) {
             return Err(CloudError::throttled(
                 "RequestTimeout",
                 format!("{call}: no answer within the deadline (injected; the call took effect)"),
@@ -266,15 +264,8 @@ impl Cloud for SimCloud {
             return Err(CloudError::other("InvalidZone", "no zone given"));
         }
         self.enter("CreateInstances").await?;
-        let cap = {
-            let mut inner = self.lock();
-            let Inner {
-                fault_rng,
-                faults: counts,
-                ..
-            } = &mut *inner;
-            self.config.faults.partial(request.count, fault_rng, counts)
-        };
+        let cap =
+            self.with_faults(|faults, rng, counts| faults.partial(request.count, rng, counts));
         let outcome = self
             .with_fleet(|fleet, rng, now, config| fleet.create(request, ty, now, config, rng, cap));
         self.answer_lost("CreateInstances")?;
