@@ -53,6 +53,8 @@
 
 #[path = "../tests/common/kube_api.rs"]
 mod kube_api;
+#[path = "../tests/common/kube_faults.rs"]
+mod kube_faults;
 
 use gpupool::config::Config;
 use gpupool::interrupt::Engine;

@@ -195,6 +195,7 @@ pub struct Metrics {
     group_deleting: Family<GroupLabels, Gauge>,
     group_failed: Family<GroupLabels, Gauge>,
     cloud_calls: Family<CloudLabels, Counter>,
+    journal_calls: Family<CloudLabels, Counter>,
     last_sync: Gauge<f64, AtomicU64>,
     sync_failures: Counter,
     orphans: Gauge,
@@ -287,6 +288,12 @@ impl Metrics {
             "Cloud API calls by operation and outcome",
             cloud_calls.clone(),
         );
+        let journal_calls = Family::<CloudLabels, Counter>::default();
+        registry.register(
+            "create_journal_requests",
+            "Create journal reads and writes (list, open, close) by outcome; a failed open holds the create back until the next sync",
+            journal_calls.clone(),
+        );
         let last_sync = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "cloud_last_sync_timestamp_seconds",
@@ -372,6 +379,7 @@ impl Metrics {
             group_deleting,
             group_failed,
             cloud_calls,
+            journal_calls,
             last_sync,
             sync_failures,
             orphans,
@@ -514,6 +522,16 @@ impl Metrics {
 
     pub fn cloud_call(&self, operation: &'static str, ok: bool) {
         self.cloud_calls
+            .get_or_create(&CloudLabels {
+                operation,
+                outcome: if ok { "ok" } else { "error" },
+            })
+            .inc();
+    }
+
+    /// A create journal read or write (`list`, `open`, `close`).
+    pub fn journal_call(&self, operation: &'static str, ok: bool) {
+        self.journal_calls
             .get_or_create(&CloudLabels {
                 operation,
                 outcome: if ok { "ok" } else { "error" },

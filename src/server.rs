@@ -206,7 +206,23 @@ pub async fn start_on(
         burst: NonZeroU32::new(config.server.cloud_call_burst).unwrap_or(NonZeroU32::MIN),
         offering_cooldown: config.interruption.offering_cooldown,
     };
-    let fleet = Fleet::new(cloud, clock, metrics.clone(), prices.clone(), specs, rate);
+    // Durable only in the cluster: without it a restart inside the listing
+    // lag of a create can buy its instances twice (README "Guarantees").
+    let journal = match (&config.kubernetes, &client) {
+        (Some(k), Some(client)) => crate::fleet::WorkJournal::cluster(
+            crate::cluster::cloud_work::WorkMaps::new(client.clone(), &k.namespace),
+        ),
+        _ => crate::fleet::WorkJournal::default(),
+    };
+    let fleet = Fleet::new(
+        cloud,
+        clock,
+        metrics.clone(),
+        prices.clone(),
+        specs,
+        rate,
+        journal,
+    );
     if let Some(t) = table_date {
         metrics.prices_as_of(unix_seconds(t));
     }
@@ -300,8 +316,13 @@ pub async fn start_on(
             }
         }
     }));
+    let max_requests = config.server.max_concurrent_requests as usize;
     let grpc = builder
-        .add_service(CloudProviderServer::new(service))
+        .max_concurrent_streams(Some(config.server.max_concurrent_requests))
+        .add_service(
+            CloudProviderServer::new(service)
+                .max_decoding_message_size(config.server.grpc_max_message_bytes),
+        )
         .serve_with_incoming_shutdown(
             // Nagle off: without it a reply larger than one segment waits for
             // the peer's delayed ACK (~40 ms) before its tail is sent.
@@ -312,14 +333,14 @@ pub async fn start_on(
     if let Some(extra) = extra_routes {
         routes = routes.merge(extra);
     }
+    let routes = crate::http::shed(routes, max_requests);
     let http =
         axum::serve(http_listener, routes).with_graceful_shutdown(cancel.clone().cancelled_owned());
 
     let mut webhook = None;
     let mut webhook_tasks = Vec::new();
     if let Some((hook, notices, listener, addr)) = webhook_parts {
-        let app = hook
-            .router()
+        let app = crate::http::shed(hook.router(), max_requests)
             .into_make_service_with_connect_info::<SocketAddr>();
         let serve =
             axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());

@@ -15,8 +15,13 @@
 //! --release --test faults --no-capture` is the longer soak (README
 //! "Guarantees").
 
+mod common;
+
+use common::kube_api::KubeApi;
+use common::kube_faults::{Injected, Rates};
+use gpupool::cluster::cloud_work::WorkMaps;
 use gpupool::config::Config;
-use gpupool::fleet::{Fleet, FleetError, NodeRef, NodeState, RateLimit};
+use gpupool::fleet::{Fleet, FleetError, NodeRef, NodeState, RateLimit, WorkJournal};
 use gpupool::metrics::Metrics;
 use gpupool::pricing::Prices;
 use gpupool_cloud::{Cloud, InstanceState, ManualClock};
@@ -73,6 +78,7 @@ struct Summary {
     crashes: u64,
     ca_calls: u64,
     faults: FaultCounts,
+    kube_faults: Injected,
     leaked: u64,
     created_twice: u64,
     violations: Vec<String>,
@@ -82,17 +88,20 @@ impl Summary {
     fn print(&self) {
         let f = &self.faults;
         println!(
-            "fault suite: {} runs, {} steps, {} crashes, {} CA calls; faults injected: {} ({} throttled, {} server errors, {} lost answers, {} partial creates, {} hidden from lists); instances leaked: {}; created twice: {}; invariant violations: {}",
+            "fault suite: {} runs, {} steps, {} crashes, {} CA calls; faults injected: {} ({} throttled, {} server errors, {} lost answers, {} partial creates, {} hidden from lists; Kubernetes API: {} throttled, {} server errors, {} lost answers); instances leaked: {}; created twice: {}; invariant violations: {}",
             self.runs,
             self.steps,
             self.crashes,
             self.ca_calls,
-            f.total(),
+            f.total() + self.kube_faults.total(),
             f.throttled,
             f.server_errors,
             f.lost_answers,
             f.partial_creates,
             f.hidden_from_lists,
+            self.kube_faults.throttled,
+            self.kube_faults.server_errors,
+            self.kube_faults.lost_answers,
             self.leaked,
             self.created_twice,
             self.violations.len()
@@ -107,25 +116,40 @@ struct World {
     config: Config,
     clock: ManualClock,
     cloud: Arc<SimCloud>,
+    /// Survives crashes, as the ConfigMaps do.
+    journal: WorkJournal,
     fleet: Arc<Fleet>,
 }
 
 impl World {
-    async fn new(seed: u64, list_lag: bool) -> Self {
+    async fn new(seed: u64, mix: Mix<'_>) -> Self {
         let mut config = Config::from_yaml(CONFIG).expect("config");
         config.sim.seed = Some(seed);
-        if !list_lag {
+        if !mix.list_lag {
             config.sim.faults.list_lag = Duration::ZERO;
         }
+        let journal = match mix.kube {
+            None => WorkJournal::default(),
+            Some(kube) => {
+                // The cloud answers at once: this suite runs in real time.
+                config.sim.faults.latency = Duration::ZERO;
+                kube.api.faults.set(kube.rates, seed);
+                let client = gpupool::cluster::connect(&kube.config)
+                    .await
+                    .expect("client");
+                WorkJournal::cluster(WorkMaps::new(client, &format!("run-{seed}")))
+            }
+        };
         let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
         let cloud = Arc::new(
             SimCloud::new(config.sim.clone(), Arc::new(clock.clone())).expect("sim cloud"),
         );
-        let fleet = start(&config, &clock, &cloud).await;
+        let fleet = start(&config, &clock, &cloud, &journal).await;
         Self {
             config,
             clock,
             cloud,
+            journal,
             fleet,
         }
     }
@@ -134,11 +158,16 @@ impl World {
     /// await, its memory is gone, and a new one starts on the same cloud.
     async fn crash(&mut self) {
         self.fleet.shutdown(Duration::ZERO).await;
-        self.fleet = start(&self.config, &self.clock, &self.cloud).await;
+        self.fleet = start(&self.config, &self.clock, &self.cloud, &self.journal).await;
     }
 }
 
-async fn start(config: &Config, clock: &ManualClock, cloud: &Arc<SimCloud>) -> Arc<Fleet> {
+async fn start(
+    config: &Config,
+    clock: &ManualClock,
+    cloud: &Arc<SimCloud>,
+    journal: &WorkJournal,
+) -> Arc<Fleet> {
     let catalog = gpupool::catalog::merge(
         gpupool::catalog::builtin(config.cloud),
         cloud.instance_types().await.expect("types"),
@@ -160,6 +189,7 @@ async fn start(config: &Config, clock: &ManualClock, cloud: &Arc<SimCloud>) -> A
             burst: unlimited,
             offering_cooldown: Duration::from_secs(60),
         },
+        journal.clone(),
     )
 }
 
@@ -224,12 +254,25 @@ async fn ca_call(
                     name: i.node_name.clone().unwrap_or_default(),
                 })
                 .collect();
-            match fleet.delete_nodes(&id, &nodes) {
+            match fleet.delete_nodes(&id, &nodes).await {
                 Ok(()) => {}
-                Err(FleetError::BelowMin { .. }) if (view.target as usize) < n + min as usize => {}
+                // Against the members: instances the cloud stopped are
+                // still in the target until gone, but going anyway.
+                Err(FleetError::BelowMin { .. })
+                    if view
+                        .instances
+                        .iter()
+                        .filter(|i| i.state != NodeState::Deleting)
+                        .count()
+                        < n + min as usize => {}
                 // A node gone meanwhile is named in the refusal; before a
-                // restarted engine's first listing, every change is refused.
-                Err(FleetError::NodeNotInGroup { .. } | FleetError::NotSynced(_)) => {}
+                // restarted engine's first listing, every change is refused,
+                // and so is a deletion the journal cannot take.
+                Err(
+                    FleetError::NodeNotInGroup { .. }
+                    | FleetError::NotSynced(_)
+                    | FleetError::JournalUnavailable { .. },
+                ) => {}
                 Err(e) => violations.push(format!("DeleteNodes {id}: {e}")),
             }
         }
@@ -242,7 +285,7 @@ async fn ca_call(
                 .filter(|i| i.state == NodeState::Creating && i.zone.is_none())
                 .count();
             let delta: i32 = -rng.random_range(1..=3);
-            match fleet.decrease_target_size(&id, delta) {
+            match fleet.decrease_target_size(&id, delta).await {
                 Ok(()) => return Some(g),
                 Err(FleetError::WouldDeleteNodes { .. }) if (-delta) as usize > creating => {}
                 Err(FleetError::NotSynced(_)) => {}
@@ -329,21 +372,50 @@ async fn sync(fleet: &Arc<Fleet>) {
 
 /// How a suite's runs fault.
 #[derive(Clone, Copy)]
-struct Mix {
+struct Mix<'a> {
     /// Chance of a crash and restart at each step.
     crash_rate: f64,
     /// Whether listings lag behind launches.
     list_lag: bool,
+    /// The create journal in ConfigMaps of a faulty Kubernetes API server
+    /// (else in memory that survives the crashes).
+    kube: Option<&'a Kube>,
 }
 
-async fn one_run(seed: u64, steps: u64, mix: Mix, summary: &mut Summary) {
+/// The local Kubernetes API server with its fault rates.
+struct Kube {
+    api: KubeApi,
+    rates: Rates,
+    config: gpupool::config::KubernetesConfig,
+    _dir: tempfile::TempDir,
+}
+
+impl Kube {
+    async fn start(rates: Rates) -> Self {
+        let api = KubeApi::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config: gpupool::config::KubernetesConfig = serde_yaml::from_str(&format!(
+            "kubeconfig: {}",
+            api.kubeconfig(dir.path()).display()
+        ))
+        .expect("kubernetes config");
+        Self {
+            api,
+            rates,
+            config,
+            _dir: dir,
+        }
+    }
+}
+
+async fn one_run(seed: u64, steps: u64, mix: Mix<'_>, summary: &mut Summary) {
     if debugging() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("gpupool=debug")
             .with_test_writer()
             .try_init();
     }
-    let mut w = World::new(seed, mix.list_lag).await;
+    let mut w = World::new(seed, mix).await;
     let mut rng = StdRng::seed_from_u64(seed ^ 0xca11);
     let mut last = Vec::new();
     for step in 0..steps {
@@ -406,17 +478,20 @@ async fn one_run(seed: u64, steps: u64, mix: Mix, summary: &mut Summary) {
     s.lost_answers += f.lost_answers;
     s.partial_creates += f.partial_creates;
     s.hidden_from_lists += f.hidden_from_lists;
+    if let Some(kube) = mix.kube {
+        summary.kube_faults = kube.api.faults.injected();
+    }
     summary.runs += 1;
     w.fleet.shutdown(Duration::ZERO).await;
 }
 
 /// Runs the suite's seeds (`GPUPOOL_SOAK_RUNS`, default 40; or the one
 /// `GPUPOOL_FAULT_SEED`) and checks the summary.
-async fn suite(name: &str, mix: Mix) {
+async fn suite(name: &str, mix: Mix<'_>, default_runs: u64) {
     let runs: u64 = std::env::var("GPUPOOL_SOAK_RUNS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(40);
+        .unwrap_or(default_runs);
     // GPUPOOL_FAULT_SEED=N runs that seed alone (to debug a violation).
     let seeds = match std::env::var("GPUPOOL_FAULT_SEED")
         .ok()
@@ -453,7 +528,9 @@ async fn cloud_and_ca_faults_keep_every_invariant() {
         Mix {
             crash_rate: 0.0,
             list_lag: true,
+            kube: None,
         },
+        40,
     )
     .await;
 }
@@ -465,24 +542,56 @@ async fn crashes_and_restarts_keep_every_invariant() {
         Mix {
             crash_rate: 0.03,
             list_lag: false,
+            kube: None,
         },
+        40,
     )
     .await;
 }
 
 /// A restart whose first listing misses instances launched just before the
-/// crash reports a target too low; CA raises it again and the late
-/// instances are adopted on top: created twice, past max. Needs a durable
-/// journal of create requests (issue 12, in progress).
+/// crash would report a target too low, and CA would raise it again: the
+/// create journal takes the requests up again instead.
 #[tokio::test(start_paused = true)]
-#[ignore = "known: a restart while the listing lags can create twice (see the doc comment)"]
 async fn crashes_while_listings_lag_keep_every_invariant() {
     suite(
         "crashes while listings lag",
         Mix {
             crash_rate: 0.03,
             list_lag: true,
+            kube: None,
         },
+        40,
     )
     .await;
+}
+
+/// The journal in ConfigMaps while the Kubernetes API server sheds,
+/// fails and loses answers to writes: a create whose entry cannot be
+/// written waits for the next sync, and a restart that cannot read the
+/// journal accepts no change until it can. Real time (the API server is a
+/// real HTTP server), so fewer runs.
+#[tokio::test]
+async fn crashes_with_the_journal_in_a_faulty_kubernetes_api_keep_every_invariant() {
+    let kube = Kube::start(Rates {
+        throttle: 0.1,
+        server_error: 0.05,
+        lost_answer: 0.1,
+        latency: Duration::from_millis(2),
+    })
+    .await;
+    suite(
+        "crashes while listings lag, journal in a faulty Kubernetes API",
+        Mix {
+            crash_rate: 0.03,
+            list_lag: true,
+            kube: Some(&kube),
+        },
+        8,
+    )
+    .await;
+    assert!(
+        kube.api.faults.injected().total() > 0,
+        "Kubernetes API faults were injected"
+    );
 }

@@ -150,11 +150,12 @@ impl Rig {
     }
 
     /// Journal writes the API server received with `method`, shed or not.
+    /// Writes to the interruption journal (not the create journal's).
     fn journal_writes(&self, method: &str) -> usize {
         self.kube
             .configmap_writes()
             .iter()
-            .filter(|(m, _)| *m == method)
+            .filter(|(m, name)| *m == method && name.starts_with("gpupool-interruption-"))
             .count()
     }
 
@@ -781,14 +782,16 @@ async fn journal_writes_the_api_server_sheds_are_tried_again() {
     let mut run = rig.serve(None).await;
     let nodes = three_nodes(&rig, &mut run).await;
     let victim = nodes[0].clone();
-    rig.kube.throttle_next_configmap_writes(3);
+    rig.kube
+        .throttle_next_configmap_writes_of("gpupool-interruption-", 3);
     deliver(&rig, &run, Format::EventBridge, &victim).await;
     eventually("minSize 4", async || min_size(&mut run).await == 4).await;
     assert_eq!(ca_loop(&mut run).await, (4, 1));
     released(&rig, &victim).await;
     let posts = rig.journal_writes("POST");
     assert_eq!(posts, 4, "three shed, the fourth taken");
-    rig.kube.throttle_next_configmap_writes(2);
+    rig.kube
+        .throttle_next_configmap_writes_of("gpupool-interruption-", 2);
     cloud_finishes(&rig, &mut run).await;
     let deletes = rig.journal_writes("DELETE");
     assert_eq!(deletes, 3, "two shed, the third taken");

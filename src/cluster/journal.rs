@@ -34,6 +34,26 @@ impl JournalError {
     }
 }
 
+/// `prefix-<readable end of key>-<digest of key>`: a DNS-1123 label (at
+/// most 63 characters) unique per key.
+pub fn dns_name(prefix: &str, key: &str) -> String {
+    let last = key.rsplit('/').next().unwrap_or_default();
+    let mut readable: String = last
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(52usize.saturating_sub(prefix.len()))
+        .collect();
+    readable = readable.trim_matches('-').to_owned();
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    let short = hex::encode(&digest.as_ref()[..4]);
+    if readable.is_empty() {
+        format!("{prefix}-{short}")
+    } else {
+        format!("{prefix}-{readable}-{short}")
+    }
+}
+
 pub struct ConfigMaps {
     api: Api<ConfigMap>,
     /// The last resourceVersion written, per ConfigMap; `None` once removed
@@ -64,21 +84,7 @@ impl ConfigMaps {
     /// A DNS-1123 name per instance: readable, and unique by a digest of the
     /// whole providerID.
     pub fn name(provider_id: &str) -> String {
-        let last = provider_id.rsplit('/').next().unwrap_or_default();
-        let mut readable: String = last
-            .chars()
-            .map(|c| c.to_ascii_lowercase())
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .take(32)
-            .collect();
-        readable = readable.trim_matches('-').to_owned();
-        let digest = ring::digest::digest(&ring::digest::SHA256, provider_id.as_bytes());
-        let short = hex::encode(&digest.as_ref()[..4]);
-        if readable.is_empty() {
-            format!("gpupool-interruption-{short}")
-        } else {
-            format!("gpupool-interruption-{readable}-{short}")
-        }
+        dns_name("gpupool-interruption", provider_id)
     }
 
     fn object(op: &Operation, resource_version: Option<String>) -> ConfigMap {

@@ -3,8 +3,9 @@
 //! boot-latency models across restarts ([`store`]), the CronJob watch
 //! that foresees GPU demand ([`cronjobs`]), and what interruption
 //! operations do to nodes ([`drain`]) and where they are journalled
-//! ([`journal`]).
+//! ([`journal`]), and the journal of cloud creates and deletions ([`cloud_work`]).
 
+pub mod cloud_work;
 pub mod cronjobs;
 pub mod drain;
 pub mod journal;

@@ -178,7 +178,18 @@ pub struct ServerConfig {
     /// changes, which are applied without a restart; `0s`: never.
     #[serde(with = "humantime_serde")]
     pub config_reload_interval: Duration,
+    /// Largest gRPC request accepted; a larger one is refused with
+    /// OUT_OF_RANGE before it is decoded.
+    pub grpc_max_message_bytes: usize,
+    /// Requests handled at once: gRPC streams per connection (more are
+    /// refused by HTTP/2 and retried by the client), and HTTP requests
+    /// on the operations and webhook ports (more are answered 503 with
+    /// Retry-After).
+    pub max_concurrent_requests: u32,
 }
+
+/// Bounds of `server.grpc_max_message_bytes`.
+const GRPC_MESSAGE_BYTES: std::ops::RangeInclusive<usize> = 64 * 1024..=256 * 1024 * 1024;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -194,6 +205,9 @@ impl Default for ServerConfig {
             price_refresh_interval: Duration::from_secs(3600),
             preprovision_interval: Duration::from_secs(10),
             config_reload_interval: Duration::from_secs(10),
+            // grpc-go's own default receive limit, which CA's client keeps.
+            grpc_max_message_bytes: 4 * 1024 * 1024,
+            max_concurrent_requests: 256,
         }
     }
 }
@@ -530,6 +544,26 @@ impl Config {
             ),
         ] {
             check_duration(field, value, least, None)?;
+        }
+        if !GRPC_MESSAGE_BYTES.contains(&self.server.grpc_max_message_bytes) {
+            return Err(ConfigError::invalid(
+                "server.grpc_max_message_bytes",
+                format!(
+                    "{} is outside {}..={} bytes",
+                    self.server.grpc_max_message_bytes,
+                    GRPC_MESSAGE_BYTES.start(),
+                    GRPC_MESSAGE_BYTES.end()
+                ),
+            ));
+        }
+        if !(1..=65_536).contains(&self.server.max_concurrent_requests) {
+            return Err(ConfigError::invalid(
+                "server.max_concurrent_requests",
+                format!(
+                    "{} is outside 1..=65536",
+                    self.server.max_concurrent_requests
+                ),
+            ));
         }
         if self.server.config_reload_interval != Duration::ZERO {
             check_duration(

@@ -575,3 +575,24 @@ fn a_config_that_only_discovers_declares_no_groups_and_bad_template_names_are_na
         "{err}"
     );
 }
+
+#[test]
+fn request_limits_out_of_range_are_named() {
+    for (line, field) in [
+        (
+            "grpc_max_message_bytes: 1024",
+            "server.grpc_max_message_bytes",
+        ),
+        (
+            "max_concurrent_requests: 0",
+            "server.max_concurrent_requests",
+        ),
+    ] {
+        let yaml = format!("server:\n  {line}\n{GOOD}");
+        let err = check(&yaml).unwrap_err().to_string();
+        assert!(err.contains(field), "{line}: {err}");
+    }
+    let yaml =
+        format!("server:\n  grpc_max_message_bytes: 65536\n  max_concurrent_requests: 1\n{GOOD}");
+    assert!(check(&yaml).is_ok());
+}

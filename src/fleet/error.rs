@@ -1,7 +1,8 @@
 //! Why a node-group operation was refused. Mapped to gRPC codes in one place
 //! (`grpc::status`).
 
-use gpupool_cloud::GroupId;
+use crate::cluster::journal::JournalError;
+use gpupool_cloud::{CloudError, GroupId};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FleetError {
@@ -45,4 +46,21 @@ pub enum FleetError {
         "node group {0}: not synced with the cloud since the start, so its size is unknown; retry after the next Refresh"
     )]
     NotSynced(GroupId),
+    /// The deletion could not be journalled: answering it would let a
+    /// crash before the terminate bring its instances back.
+    #[error(
+        "node group {group}: the deletion could not be journalled ({reason}); nothing was deleted, retry"
+    )]
+    JournalUnavailable { group: GroupId, reason: String },
+}
+
+/// Why a sync with the cloud failed; the last good state stays.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    /// The first sync reads the create journal (requests under way before a
+    /// restart); until it can, changes stay refused.
+    #[error("create journal not read: {0}")]
+    Journal(JournalError),
 }

@@ -16,12 +16,15 @@
 //! a node still on its way, so CA would end its scale-up early and buy a
 //! second node for the same pods.
 
+mod requests;
+
 use super::error::FleetError;
 use crate::config::GroupSpec;
 use gpupool_cloud::{
     CloudError, CreateOutcome, CreateRequest, ErrorClass, Instance, InstanceId, InstanceState,
     ProviderId, RequestId,
 };
+use requests::{Flight, Unlisted};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -138,10 +141,18 @@ pub enum Want {
     Exactly(u32),
 }
 
-/// Cloud work the engine must carry out after a change.
+/// Work the engine must carry out after a change.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Work {
+    /// A new request: fitted to the offerings and price cap, journalled,
+    /// then sent.
     Create(CreateRequest),
+    /// A journalled request sent again exactly as it was (a retry, or one
+    /// taken up from the journal after a restart): the cloud answers it
+    /// by its request id with what the first call made.
+    Resend(CreateRequest),
+    /// A request is settled: its journal entry goes.
+    Close(RequestId),
     Delete(Vec<InstanceId>),
 }
 
@@ -174,10 +185,22 @@ pub struct GroupState {
     deleting: BTreeMap<InstanceId, Deleting>,
     /// Members being replaced or drained, by providerID.
     leaving: BTreeMap<ProviderId, Leaving>,
-    /// Requests with requested members, and whether a create call is under way.
-    in_flight: HashMap<RequestId, bool>,
+    /// Create requests not yet answered.
+    in_flight: HashMap<RequestId, Flight>,
+    /// Journalled requests the cloud answered whose instances no listing
+    /// has shown yet.
+    unlisted: HashMap<RequestId, Unlisted>,
+    /// Journal entries whose removal failed, retried at the next sync.
+    closing: Vec<RequestId>,
     /// Per request: instances CA no longer wants; delete them when they arrive.
     discard: HashMap<RequestId, u32>,
+    /// Slots of requests already sent (or being sent) that CA cancelled
+    /// since the engine last took them ([`GroupState::take_cancelled`]), to
+    /// journal.
+    cancelled: BTreeMap<RequestId, u32>,
+    /// Cancellations journalled before a restart, per request, for
+    /// [`GroupState::restore`].
+    cancelled_before: HashMap<RequestId, u32>,
     serial: u64,
 }
 
@@ -190,7 +213,11 @@ impl GroupState {
             deleting: BTreeMap::new(),
             leaving: BTreeMap::new(),
             in_flight: HashMap::new(),
+            unlisted: HashMap::new(),
+            closing: Vec::new(),
             discard: HashMap::new(),
+            cancelled: BTreeMap::new(),
+            cancelled_before: HashMap::new(),
             serial: 0,
         }
     }
@@ -400,7 +427,7 @@ impl GroupState {
         {
             l.replacement = Some(request.clone());
         }
-        self.in_flight.insert(request.clone(), true);
+        self.in_flight.insert(request.clone(), Flight::new());
         Ok(Work::Create(self.create_request(request, delta)))
     }
 
@@ -442,9 +469,30 @@ impl GroupState {
         Ok(())
     }
 
+    /// The instances `delete_nodes(nodes)` would delete now, or why it
+    /// would refuse; changes nothing.
+    pub fn plan_delete(&self, nodes: &[NodeRef]) -> Result<Vec<InstanceId>, FleetError> {
+        let (indices, _) = self.check_delete(nodes)?;
+        Ok(indices
+            .iter()
+            .filter_map(|&i| match &self.members[i] {
+                Member::Live(instance) => Some(instance.id.clone()),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// `NodeGroupDeleteNodes`: all of them or none. Real instances may not take
     /// the group below its min size; unfilled slots can always be removed.
     pub fn delete_nodes(&mut self, nodes: &[NodeRef]) -> Result<Option<Work>, FleetError> {
+        let (mut indices, departing) = self.check_delete(nodes)?;
+        indices.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(self.apply_delete(indices, departing))
+    }
+
+    /// The members `nodes` name (by index) and the departing instances
+    /// they name, or why the call is refused.
+    fn check_delete(&self, nodes: &[NodeRef]) -> Result<(Vec<usize>, Vec<InstanceId>), FleetError> {
         let mut indices = Vec::new();
         let mut departing = Vec::new();
         for node in nodes {
@@ -475,7 +523,10 @@ impl GroupState {
                 min: self.spec.min_size,
             });
         }
-        indices.sort_unstable_by(|a, b| b.cmp(a));
+        Ok((indices, departing))
+    }
+
+    fn apply_delete(&mut self, indices: Vec<usize>, departing: Vec<InstanceId>) -> Option<Work> {
         let mut ids = Vec::new();
         for i in indices {
             match self.members.remove(i) {
@@ -494,20 +545,36 @@ impl GroupState {
         }
         self.lower_wants(uncounted_leaving);
         self.prune_leaving();
-        Ok((!ids.is_empty()).then_some(Work::Delete(ids)))
+        (!ids.is_empty()).then_some(Work::Delete(ids))
     }
 
-    /// A create call came back.
+    /// A create call came back. A journalled request's entry is closed
+    /// once the listing shows what it made (see [`Unlisted`]), or at once
+    /// when it made nothing.
     pub fn create_finished(
         &mut self,
         request: &RequestId,
         result: Result<CreateOutcome, CloudError>,
+        now: SystemTime,
     ) -> Vec<Work> {
         let mut work = Vec::new();
+        let journalled = self
+            .in_flight
+            .get(request)
+            .is_some_and(|f| f.sent.is_some());
         match result {
             Ok(outcome) => {
+                let mut made = std::collections::BTreeSet::new();
                 for instance in outcome.created {
-                    work.extend(self.arrive(instance));
+                    if matches!(
+                        instance.state,
+                        InstanceState::Pending | InstanceState::Running
+                    ) {
+                        made.insert(instance.id.clone());
+                        work.extend(self.arrive(instance));
+                    } else {
+                        self.made_and_gone(request, instance);
+                    }
                 }
                 let mut unexplained = self.requested_of(request);
                 if let Some(failed) = outcome.failed {
@@ -526,13 +593,32 @@ impl GroupState {
                 }
                 self.in_flight.remove(request);
                 self.discard.remove(request);
+                if journalled {
+                    if made.is_empty() {
+                        work.push(Work::Close(request.clone()));
+                    } else {
+                        self.unlisted.insert(
+                            request.clone(),
+                            Unlisted {
+                                ids: made,
+                                since: now,
+                            },
+                        );
+                    }
+                }
             }
             Err(error) if error.class == ErrorClass::Throttled => {
-                // Same request again at the next sync (idempotent by request id).
-                if self.requested_of(request) > 0 {
-                    self.in_flight.insert(request.clone(), false);
+                // Sent again at the next sync, under the same request id. A
+                // journalled one is sent again even with no slot left: the
+                // lost answer may have made instances, which its answer names
+                // (and the discard deletes).
+                if self.requested_of(request) > 0 || journalled {
+                    if let Some(f) = self.in_flight.get_mut(request) {
+                        f.under_way = false;
+                    }
                 } else {
                     self.in_flight.remove(request);
+                    self.closing.push(request.clone());
                 }
             }
             Err(error) => {
@@ -540,6 +626,9 @@ impl GroupState {
                 self.fail_requested(request, n, &error);
                 self.in_flight.remove(request);
                 self.discard.remove(request);
+                if journalled {
+                    work.push(Work::Close(request.clone()));
+                }
             }
         }
         work
@@ -579,13 +668,19 @@ impl GroupState {
             _ => true,
         });
         self.prune_leaving();
+        // Gone once the listing misses it, but for one launched too
+        // recently to be listed yet: its delete may not have got through.
         let mut gone_leaving = 0;
         self.deleting.retain(|id, d| {
-            let listed = seen.contains(id);
-            if !listed && d.departing_leaving() {
+            let kept = seen.contains(id)
+                || now
+                    .duration_since(d.instance.launched_at)
+                    .unwrap_or_default()
+                    < LIST_GRACE;
+            if !kept && d.departing_leaving() {
                 gone_leaving += 1;
             }
-            listed
+            kept
         });
         self.lower_wants(gone_leaving);
         let unconfirmed: Vec<_> = self
@@ -597,17 +692,8 @@ impl GroupState {
         if !unconfirmed.is_empty() {
             work.push(Work::Delete(unconfirmed));
         }
-        let retry: Vec<_> = self
-            .in_flight
-            .iter()
-            .filter(|(_, under_way)| !**under_way)
-            .map(|(r, _)| r.clone())
-            .collect();
-        for request in retry {
-            let count = self.requested_of(&request);
-            self.in_flight.insert(request.clone(), true);
-            work.push(Work::Create(self.create_request(request, count)));
-        }
+        work.extend(self.close_listed(&seen, now));
+        work.extend(self.retry());
         work
     }
 
@@ -773,16 +859,24 @@ impl GroupState {
         }
     }
 
-    /// A requested slot was cancelled: if its create call is under way, the
-    /// instance it brings must be deleted on arrival.
+    /// A requested slot was cancelled: if its create call is under way or
+    /// was sent before, the instance it brings is deleted on arrival.
     fn forget_requested(&mut self, removed: &Member) {
-        if let Member::Requested { request, .. } = removed {
-            if self.in_flight.get(request) == Some(&true) {
-                *self.discard.entry(request.clone()).or_default() += 1;
-            }
-            if self.requested_of(request) == 0 && self.in_flight.get(request) == Some(&false) {
-                self.in_flight.remove(request);
-            }
+        let Member::Requested { request, .. } = removed else {
+            return;
+        };
+        let Some(flight) = self.in_flight.get(request) else {
+            return;
+        };
+        // A call under way, or one sent before (its answer lost), may make
+        // the instance; a repeat asks the same count.
+        if flight.under_way || flight.sent.is_some() {
+            *self.discard.entry(request.clone()).or_default() += 1;
+            *self.cancelled.entry(request.clone()).or_default() += 1;
+        } else if self.requested_of(request) == 0 {
+            self.in_flight.remove(request);
+            // Its journal write failed, but may have been made.
+            self.closing.push(request.clone());
         }
     }
 

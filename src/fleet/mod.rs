@@ -8,13 +8,15 @@
 
 mod error;
 mod group;
+pub mod journal;
 pub mod offerings;
 mod snapshot;
 
-pub use error::FleetError;
+pub use error::{FleetError, SyncError};
 pub use group::{
     Deleting, GroupState, LIST_GRACE, Leaving, Member, NodeRef, NotMember, Release, Want, Why, Work,
 };
+pub use journal::{Deletion, WorkJournal};
 pub use offerings::Offering;
 pub use snapshot::{GroupView, InstanceView, NodeState, Snapshot};
 
@@ -30,6 +32,10 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 use tokio_util::task::TaskTracker;
+
+/// Longest DeleteNodes waits for its journal entry: well inside CA's 5 s
+/// deadline for the call.
+pub const JOURNAL_WAIT: Duration = Duration::from_secs(2);
 
 /// What [`Fleet::release`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,11 +70,17 @@ pub struct Fleet {
     /// error.
     unavailable: offerings::Unavailable,
     cooldown: Duration,
+    journal: WorkJournal,
 }
 
 struct Inner {
     groups: Vec<GroupState>,
     synced_at: Option<SystemTime>,
+    /// The journal was read and its open entries taken up (at the first
+    /// sync).
+    restored: bool,
+    /// Journalled deletions not settled yet, by key.
+    deletions: HashMap<String, PendingDeletion>,
     /// Hourly cost of each group's instances, for the metrics.
     costs: Vec<f64>,
 }
@@ -80,6 +92,15 @@ impl std::fmt::Debug for Fleet {
             .field("groups", &self.specs.len())
             .finish_non_exhaustive()
     }
+}
+
+/// A journalled deletion's entry stays until the cloud took the terminate
+/// of each of its instances and each request it cancelled slots of is
+/// settled (its own entry closed, or answered unjournalled).
+#[derive(Debug, Default)]
+struct PendingDeletion {
+    instances: std::collections::BTreeSet<gpupool_cloud::InstanceId>,
+    requests: std::collections::BTreeSet<RequestId>,
 }
 
 /// Cloud call budget.
@@ -100,6 +121,7 @@ impl Fleet {
         prices: Arc<Prices>,
         specs: Vec<GroupSpec>,
         rate: RateLimit,
+        journal: WorkJournal,
     ) -> Arc<Self> {
         let specs: Vec<_> = specs.into_iter().map(Arc::new).collect();
         let index = specs
@@ -136,6 +158,8 @@ impl Fleet {
             state: Mutex::new(Inner {
                 groups,
                 synced_at: None,
+                restored: false,
+                deletions: HashMap::new(),
                 costs,
             }),
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -148,6 +172,7 @@ impl Fleet {
             boots,
             unavailable: offerings::Unavailable::default(),
             cooldown: rate.offering_cooldown,
+            journal,
         })
     }
 
@@ -250,25 +275,182 @@ impl Fleet {
         self.publish(&mut inner, [index]);
     }
 
-    pub fn decrease_target_size(&self, id: &str, delta: i32) -> Result<(), FleetError> {
+    /// `NodeGroupDecreaseTargetSize`: requested slots cancelled; those of
+    /// requests already sent are journalled (see [`Fleet::delete_nodes`]),
+    /// so a restart does not ask for them again.
+    pub async fn decrease_target_size(&self, id: &str, delta: i32) -> Result<(), FleetError> {
         let index = self.group_index(id)?;
-        self.change(index, |g| g.decrease_target(delta))?;
+        let cancelled = self.change(index, |g| {
+            g.decrease_target(delta)?;
+            Ok(g.take_cancelled())
+        })?;
         tracing::info!(group = id, delta, "decrease target size");
+        // Best effort: a lost one is re-asked within max after a restart.
+        let _ = self.journal_deletion(index, &[], cancelled).await;
         Ok(())
     }
 
-    pub fn delete_nodes(self: &Arc<Self>, id: &str, nodes: &[NodeRef]) -> Result<(), FleetError> {
+    /// `NodeGroupDeleteNodes`: the instances to delete journalled first
+    /// (waiting at most [`JOURNAL_WAIT`], inside CA's deadline), then the
+    /// target lowered and the terminates sent in the background. A journal
+    /// that cannot be written refuses the call with UNAVAILABLE (CA tries
+    /// again): an unjournalled deletion would come back after a crash.
+    pub async fn delete_nodes(
+        self: &Arc<Self>,
+        id: &str,
+        nodes: &[NodeRef],
+    ) -> Result<(), FleetError> {
         let index = self.group_index(id)?;
-        let work = self.change(index, |g| g.delete_nodes(nodes))?;
+        let planned = {
+            let inner = self.lock();
+            if inner.synced_at.is_none() {
+                return Err(FleetError::NotSynced(self.specs[index].id.clone()));
+            }
+            inner.groups[index].plan_delete(nodes)?
+        };
+        let key = if planned.is_empty() {
+            None
+        } else {
+            let key = self
+                .journal_deletion(index, &planned, Default::default())
+                .await
+                .map_err(|reason| FleetError::JournalUnavailable {
+                    group: self.specs[index].id.clone(),
+                    reason,
+                })?;
+            Some(key)
+        };
+        let applied = self.change(index, |g| {
+            let work = g.delete_nodes(nodes)?;
+            Ok((work, g.take_cancelled()))
+        });
+        let (work, cancelled) = match applied {
+            Ok(applied) => applied,
+            Err(refused) => {
+                // Changed meanwhile (a concurrent call): nothing deleted.
+                if let Some(key) = key {
+                    self.lock().deletions.remove(&key);
+                    self.close_deletion(&key).await;
+                }
+                return Err(refused);
+            }
+        };
         tracing::info!(group = id, nodes = nodes.len(), "delete nodes");
+        if let Some(key) = &key {
+            let applied = match &work {
+                Some(Work::Delete(ids)) => ids.iter().cloned().collect(),
+                _ => Default::default(),
+            };
+            if let Some(pending) = self.lock().deletions.get_mut(key) {
+                pending.instances = applied;
+            }
+        }
+        // Cancelled slots of requests already sent: best effort (a lost
+        // one is re-asked within max after a restart).
+        let _ = self.journal_deletion(index, &[], cancelled).await;
         self.dispatch(index, work.into_iter().collect());
         Ok(())
     }
 
-    /// Lists the cloud and brings every group in line. On failure the last good
-    /// state stays and the error is returned for the caller to report.
-    pub async fn sync(self: &Arc<Self>) -> Result<(), CloudError> {
+    /// Journals a deletion CA is about to be answered for, so that a crash
+    /// before the cloud takes the terminate does not bring its instances
+    /// back; its key, or why it could not be written (logged and counted).
+    async fn journal_deletion(
+        &self,
+        index: usize,
+        ids: &[gpupool_cloud::InstanceId],
+        cancelled: std::collections::BTreeMap<RequestId, u32>,
+    ) -> Result<String, String> {
+        let group = self.specs[index].id.clone();
+        let key = format!("{group}-{:016x}", rand::random::<u64>());
+        if ids.is_empty() && cancelled.is_empty() {
+            return Ok(key);
+        }
+        let deletion = Deletion {
+            key,
+            group,
+            instances: ids.to_vec(),
+            cancelled,
+        };
+        // Tracked even when the write seems to fail: it may have landed,
+        // and closing one that did not is harmless.
+        self.lock().deletions.insert(
+            deletion.key.clone(),
+            PendingDeletion {
+                instances: ids.iter().cloned().collect(),
+                requests: deletion.cancelled.keys().cloned().collect(),
+            },
+        );
+        let written =
+            tokio::time::timeout(JOURNAL_WAIT, self.journal.open_deletion(&deletion)).await;
+        let error = match written {
+            Ok(Ok(())) => {
+                self.metrics.journal_call("open_deletion", true);
+                return Ok(deletion.key);
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {JOURNAL_WAIT:?}"),
+        };
+        self.metrics.journal_call("open_deletion", false);
+        tracing::warn!(group = %deletion.group, error, "deletion not journalled");
+        if !ids.is_empty() {
+            // Refused: an entry that landed after all must not delete them.
+            self.lock().deletions.remove(&deletion.key);
+            self.close_deletion(&deletion.key).await;
+        }
+        Err(error)
+    }
+
+    /// Deletions settled by `settle` (an instance's terminate taken, a
+    /// request settled) are closed.
+    async fn settle_deletions(&self, settle: impl Fn(&mut PendingDeletion)) {
+        let done: Vec<String> = {
+            let mut inner = self.lock();
+            if inner.deletions.is_empty() {
+                return;
+            }
+            let mut done = Vec::new();
+            inner.deletions.retain(|key, pending| {
+                settle(pending);
+                let open = !pending.instances.is_empty() || !pending.requests.is_empty();
+                if !open {
+                    done.push(key.clone());
+                }
+                open
+            });
+            done
+        };
+        for key in done {
+            self.close_deletion(&key).await;
+        }
+    }
+
+    async fn close_deletion(&self, key: &str) {
+        let closed = self.journal.close_deletion(key).await;
+        self.metrics.journal_call("close_deletion", closed.is_ok());
+        if let Err(e) = closed {
+            tracing::warn!(deletion = key, error = %e, "deletion journal entry not removed; a restart finds its instances gone and removes it");
+        }
+    }
+
+    /// Lists the cloud and brings every group in line; the first sync also
+    /// takes up the create requests journalled before a restart. On failure
+    /// the last good state stays and the error is returned for the caller
+    /// to report.
+    pub async fn sync(self: &Arc<Self>) -> Result<(), SyncError> {
         let _one_at_a_time = self.sync_lock.lock().await;
+        // Read before the listing: a request journalled after the listing
+        // would otherwise be missed by both.
+        let (journalled, deletions) = if self.lock().restored {
+            (Vec::new(), Vec::new())
+        } else {
+            let open = self.journal.list().await;
+            self.metrics.journal_call("list", open.is_ok());
+            open.map_err(|e| {
+                self.metrics.sync_failed();
+                SyncError::Journal(e)
+            })?
+        };
         self.limiter.until_ready().await;
         let listed = self.cloud.list_instances().await;
         self.metrics.cloud_call("list_instances", listed.is_ok());
@@ -276,7 +458,7 @@ impl Fleet {
             Ok(listed) => listed,
             Err(e) => {
                 self.metrics.sync_failed();
-                return Err(e);
+                return Err(SyncError::Cloud(e));
             }
         };
         let now = self.clock.now();
@@ -305,13 +487,60 @@ impl Fleet {
         }
         let orphans = orphans.values().sum();
         self.boots.instances_listed(&per_group, now);
+        let mut settled = Vec::new();
         let work = {
             let mut inner = self.lock();
-            let work: Vec<_> = per_group
+            let mut work: Vec<_> = per_group
                 .into_iter()
                 .enumerate()
                 .map(|(i, listed)| (i, inner.groups[i].reconcile(listed, now)))
                 .collect();
+            if !inner.restored {
+                // Deletions first: instances CA deleted leave the target
+                // before the requests' room within max is counted.
+                let open: std::collections::HashSet<_> =
+                    journalled.iter().map(|r| r.request_id.clone()).collect();
+                for deletion in deletions {
+                    let Some(&i) = self.index.get(&deletion.group) else {
+                        settled.push(deletion.key);
+                        continue;
+                    };
+                    inner.groups[i].restore_cancelled(&deletion.cancelled);
+                    let mut pending = PendingDeletion {
+                        requests: deletion
+                            .cancelled
+                            .into_keys()
+                            .filter(|r| open.contains(r))
+                            .collect(),
+                        ..PendingDeletion::default()
+                    };
+                    if let Some(Work::Delete(ids)) =
+                        inner.groups[i].restore_deletion(&deletion.instances)
+                    {
+                        pending.instances = ids.iter().cloned().collect();
+                        work[i].1.push(Work::Delete(ids));
+                    }
+                    if pending.instances.is_empty() && pending.requests.is_empty() {
+                        settled.push(deletion.key);
+                    } else {
+                        inner.deletions.insert(deletion.key, pending);
+                    }
+                }
+                for request in journalled {
+                    match self.index.get(&request.group) {
+                        Some(&i) => {
+                            let w = inner.groups[i].restore(request);
+                            work[i].1.push(w);
+                        }
+                        None => tracing::warn!(
+                            group = %request.group,
+                            request = %request.request_id,
+                            "journalled create request for a node group no longer configured; left in the journal (its instances are orphans)"
+                        ),
+                    }
+                }
+                inner.restored = true;
+            }
             inner.synced_at = Some(now);
             self.publish(&mut inner, 0..self.specs.len());
             work
@@ -319,6 +548,9 @@ impl Fleet {
         self.metrics.synced(unix_seconds(now), orphans);
         for (index, work) in work {
             self.dispatch(index, work);
+        }
+        for key in settled {
+            self.close_deletion(&key).await;
         }
         Ok(())
     }
@@ -441,78 +673,148 @@ impl Fleet {
     }
 
     async fn run(self: Arc<Self>, index: usize, work: Work) {
-        self.limiter.until_ready().await;
-        match work {
-            Work::Create(request) => {
-                let book = self.prices.load();
-                let now = self.clock.now();
-                let filtered = self.unavailable.filter(
-                    request.clone(),
-                    &self.specs[index].instance_types,
-                    now,
-                );
-                // The filter forgets cooled-down offerings: the gauge follows.
-                self.metrics
-                    .set_offerings_unavailable(self.unavailable.count(now));
-                let result = match filtered
-                    .and_then(|r| crate::pricing::cap::apply(&book, &self.specs[index], r))
-                {
-                    Ok(capped) => {
-                        let result = self.cloud.create_instances(&capped).await;
-                        self.metrics.cloud_call("create_instances", result.is_ok());
-                        // What was asked, as asked: the pools a refusal is about.
-                        self.note_capacity_error(
-                            &capped,
-                            &self.specs[index].instance_types,
-                            &result,
-                        );
-                        result
+        let request = match work {
+            Work::Close(request) => {
+                let closed = self.journal.close(&request).await;
+                self.metrics.journal_call("close", closed.is_ok());
+                match closed {
+                    Ok(()) => {
+                        self.settle_deletions(|p| _ = p.requests.remove(&request))
+                            .await
                     }
-                    // Refused before asking the cloud: reported like the cloud's
-                    // own out-of-capacity answer, so CA tries another group.
-                    Err(error) => Ok(gpupool_cloud::CreateOutcome {
-                        created: Vec::new(),
-                        failed: Some(gpupool_cloud::CreateFailure {
-                            count: request.count,
-                            error,
-                        }),
-                        exhausted: Vec::new(),
-                    }),
-                };
-                match &result {
-                    Ok(outcome) => tracing::info!(
-                        group = %request.group,
-                        request = %request.request_id,
-                        created = outcome.created.len(),
-                        failed = outcome.failed.as_ref().map_or(0, |f| f.count),
-                        error = outcome.failed.as_ref().map(|f| f.error.to_string()),
-                        "create finished"
-                    ),
                     Err(e) => {
-                        tracing::warn!(group = %request.group, request = %request.request_id, error = %e, "create failed")
+                        tracing::warn!(request = %request, error = %e, "create journal entry not removed; retried at the next sync");
+                        self.lock().groups[index].close_failed(request);
                     }
                 }
-                let follow_up = {
-                    let mut inner = self.lock();
-                    let w = inner.groups[index].create_finished(&request.request_id, result);
-                    self.publish(&mut inner, [index]);
-                    w
-                };
-                self.dispatch(index, follow_up);
+                return;
             }
-            Work::Delete(ids) => {
-                let result = self.cloud.delete_instances(&ids).await;
-                self.metrics.cloud_call("delete_instances", result.is_ok());
-                if let Err(e) = &result {
-                    tracing::warn!(group = %self.specs[index].id, error = %e, "delete failed; retried at the next sync");
+            Work::Delete(ids) => return self.delete(index, ids).await,
+            Work::Create(request) => match self.fit(index, request).await {
+                Ok(fitted) => fitted,
+                Err(refused) => return self.create_finished(index, refused).await,
+            },
+            Work::Resend(request) => request,
+        };
+        self.limiter.until_ready().await;
+        let result = self.cloud.create_instances(&request).await;
+        self.metrics.cloud_call("create_instances", result.is_ok());
+        // What was asked, as asked: the pools a refusal is about.
+        self.note_capacity_error(&request, &self.specs[index].instance_types, &result);
+        self.create_finished(index, (request, result)).await;
+    }
+
+    /// A new request fitted to the offerings still available and the price
+    /// cap, then journalled: ready to send. Refused before asking the cloud
+    /// (nothing it may use, or the journal cannot be written): the answer
+    /// to report instead.
+    async fn fit(
+        &self,
+        index: usize,
+        request: gpupool_cloud::CreateRequest,
+    ) -> Result<gpupool_cloud::CreateRequest, Answer> {
+        let book = self.prices.load();
+        let now = self.clock.now();
+        let filtered =
+            self.unavailable
+                .filter(request.clone(), &self.specs[index].instance_types, now);
+        // The filter forgets cooled-down offerings: the gauge follows.
+        self.metrics
+            .set_offerings_unavailable(self.unavailable.count(now));
+        let fitted =
+            match filtered.and_then(|r| crate::pricing::cap::apply(&book, &self.specs[index], r)) {
+                Ok(fitted) => fitted,
+                // Reported like the cloud's own out-of-capacity answer, so CA
+                // tries another group.
+                Err(error) => {
+                    let count = request.count;
+                    return Err((
+                        request,
+                        Ok(gpupool_cloud::CreateOutcome {
+                            created: Vec::new(),
+                            failed: Some(gpupool_cloud::CreateFailure { count, error }),
+                            exhausted: Vec::new(),
+                        }),
+                    ));
                 }
-                let mut inner = self.lock();
-                inner.groups[index].delete_finished(&ids, result.is_ok());
-                self.publish(&mut inner, [index]);
+            };
+        let journalled = self.journal.open(&fitted).await;
+        self.metrics.journal_call("open", journalled.is_ok());
+        if let Err(e) = journalled {
+            // Not sent unjournalled: a restart could not find what it made.
+            // Tried again at the next sync, like a throttled call.
+            let error = CloudError::throttled(
+                "WorkJournalUnavailable",
+                format!("the create request could not be journalled before the call: {e}"),
+            );
+            return Err((fitted, Err(error)));
+        }
+        self.lock().groups[index].record_sent(&fitted);
+        Ok(fitted)
+    }
+
+    async fn create_finished(self: &Arc<Self>, index: usize, (request, result): Answer) {
+        match &result {
+            Ok(outcome) => tracing::info!(
+                group = %request.group,
+                request = %request.request_id,
+                created = outcome.created.len(),
+                failed = outcome.failed.as_ref().map_or(0, |f| f.count),
+                error = outcome.failed.as_ref().map(|f| f.error.to_string()),
+                "create finished"
+            ),
+            Err(e) => {
+                tracing::warn!(group = %request.group, request = %request.request_id, error = %e, "create failed")
             }
+        }
+        let now = self.clock.now();
+        let settled_unjournalled = {
+            let throttled =
+                matches!(&result, Err(e) if e.class == gpupool_cloud::ErrorClass::Throttled);
+            !throttled && !self.lock().groups[index].journalled(&request.request_id)
+        };
+        let follow_up = {
+            let mut inner = self.lock();
+            let w = inner.groups[index].create_finished(&request.request_id, result, now);
+            self.publish(&mut inner, [index]);
+            w
+        };
+        self.dispatch(index, follow_up);
+        // Its slots' cancellations need keeping no longer.
+        if settled_unjournalled {
+            let id = request.request_id;
+            self.settle_deletions(|p| _ = p.requests.remove(&id)).await;
+        }
+    }
+
+    async fn delete(&self, index: usize, ids: Vec<gpupool_cloud::InstanceId>) {
+        self.limiter.until_ready().await;
+        let result = self.cloud.delete_instances(&ids).await;
+        self.metrics.cloud_call("delete_instances", result.is_ok());
+        if let Err(e) = &result {
+            tracing::warn!(group = %self.specs[index].id, error = %e, "delete failed; retried at the next sync");
+        }
+        {
+            let mut inner = self.lock();
+            inner.groups[index].delete_finished(&ids, result.is_ok());
+            self.publish(&mut inner, [index]);
+        }
+        if result.is_ok() {
+            self.settle_deletions(|p| {
+                for id in &ids {
+                    p.instances.remove(id);
+                }
+            })
+            .await;
         }
     }
 }
+
+/// A create request and what became of it.
+type Answer = (
+    gpupool_cloud::CreateRequest,
+    Result<gpupool_cloud::CreateOutcome, CloudError>,
+);
 
 impl Fleet {
     /// The cloud had no capacity: the offerings it named as exhausted are

@@ -7,7 +7,7 @@ use gpupool_cloud::{
     PurchaseOption,
 };
 
-fn spec(min: u32, max: u32) -> Arc<GroupSpec> {
+pub(super) fn spec(min: u32, max: u32) -> Arc<GroupSpec> {
     Arc::new(GroupSpec {
         id: GroupId::new("g"),
         min_size: min,
@@ -31,11 +31,11 @@ fn spec(min: u32, max: u32) -> Arc<GroupSpec> {
     })
 }
 
-fn t0() -> SystemTime {
+pub(super) fn t0() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
 }
 
-fn instance(id: &str, request: &RequestId, state: InstanceState) -> Instance {
+pub(super) fn instance(id: &str, request: &RequestId, state: InstanceState) -> Instance {
     Instance {
         id: InstanceId::new(id),
         provider_id: ProviderId::new(format!("p:///z/{id}")),
@@ -58,7 +58,7 @@ fn node(provider_id: &str) -> NodeRef {
     }
 }
 
-fn created(instances: Vec<Instance>) -> Result<CreateOutcome, CloudError> {
+pub(super) fn created(instances: Vec<Instance>) -> Result<CreateOutcome, CloudError> {
     Ok(CreateOutcome {
         created: instances,
         ..CreateOutcome::default()
@@ -82,7 +82,7 @@ fn with_live(min: u32, max: u32, n: u32) -> (GroupState, RequestId) {
     let made = (0..n)
         .map(|i| instance(&format!("i{i}"), &r, InstanceState::Running))
         .collect();
-    assert!(g.create_finished(&r, created(made)).is_empty());
+    assert!(g.create_finished(&r, created(made), t0()).is_empty());
     (g, r)
 }
 
@@ -139,7 +139,7 @@ fn requested_members_become_instances_and_failures_keep_their_class() {
         }),
         exhausted: Vec::new(),
     };
-    g.create_finished(&r, Ok(outcome));
+    g.create_finished(&r, Ok(outcome), t0());
     assert_eq!(
         g.target(),
         4,
@@ -178,6 +178,7 @@ fn throttled_creates_are_retried_with_the_same_request_at_the_next_sync() {
     g.create_finished(
         &r,
         Err(CloudError::throttled("RequestLimitExceeded", "slow down")),
+        t0(),
     );
     assert_eq!(g.target(), 2);
     assert!(
@@ -227,7 +228,7 @@ fn decrease_only_cancels_unfulfilled_members() {
     let made = ["x", "y", "z"]
         .map(|id| instance(id, &r, InstanceState::Pending))
         .to_vec();
-    let work = g.create_finished(&r, created(made));
+    let work = g.create_finished(&r, created(made), t0());
     assert_eq!(g.target(), 3);
     let deleted: Vec<_> = work
         .iter()
@@ -296,7 +297,11 @@ fn failed_placeholders_can_be_deleted_even_at_min() {
     let mut g = GroupState::new(spec(2, 4), "p");
     let r = RequestId::new("r");
     g.increase(2, r.clone()).unwrap();
-    g.create_finished(&r, Err(CloudError::out_of_resources("Quota", "no quota")));
+    g.create_finished(
+        &r,
+        Err(CloudError::out_of_resources("Quota", "no quota")),
+        t0(),
+    );
     let ids: Vec<_> = g
         .members()
         .iter()
@@ -605,7 +610,7 @@ fn a_notice_finds_its_instance_by_providerid_node_name_instance_id_or_azure_scal
         "azure:///subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/gpu-ss/virtualMachines/3",
     );
     let plain = instance("i-0abc", &r, InstanceState::Running);
-    g.create_finished(&r, created(vec![vmss, plain]));
+    g.create_finished(&r, created(vec![vmss, plain]), t0());
     let snapshot = Snapshot::build(std::slice::from_ref(&g), None);
     use crate::webhook::Target;
     let found = |t: Target| snapshot.find(&t).map(|(_, v)| v.provider_id.to_string());

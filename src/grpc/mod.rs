@@ -389,7 +389,7 @@ impl CloudProvider for Service {
                     name: n.name.clone(),
                 })
                 .collect();
-            self.fleet.delete_nodes(&r.id, &nodes)?;
+            self.fleet.delete_nodes(&r.id, &nodes).await?;
             Ok(NodeGroupDeleteNodesResponse {})
         })
         .await
@@ -401,7 +401,7 @@ impl CloudProvider for Service {
     ) -> Result<Response<NodeGroupDecreaseTargetSizeResponse>, Status> {
         self.observed(Rpc::NodeGroupDecreaseTargetSize, async {
             let r = request.get_ref();
-            self.fleet.decrease_target_size(&r.id, r.delta)?;
+            self.fleet.decrease_target_size(&r.id, r.delta).await?;
             Ok(NodeGroupDecreaseTargetSizeResponse {})
         })
         .await

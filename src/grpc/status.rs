@@ -11,7 +11,9 @@ impl From<FleetError> for Status {
         let message = e.to_string();
         match e {
             FleetError::UnknownGroup(_) => Status::not_found(message),
-            FleetError::NotSynced(_) => Status::unavailable(message),
+            FleetError::NotSynced(_) | FleetError::JournalUnavailable { .. } => {
+                Status::unavailable(message)
+            }
             FleetError::InvalidArgument { .. } | FleetError::NodeNotInGroup { .. } => {
                 Status::invalid_argument(message)
             }

@@ -60,7 +60,7 @@ fn hourly(book: &PriceBook, spec: &GroupSpec, now: SystemTime) -> f64 {
 }
 
 impl Ca {
-    pub fn run_loop(
+    pub async fn run_loop(
         &self,
         now: SystemTime,
         world: &World<'_>,
@@ -175,7 +175,7 @@ impl Ca {
                     provider_id: id.clone(),
                     name: node.name.clone(),
                 };
-                if fleet.delete_nodes(spec.id.as_str(), &[r]).is_ok() {
+                if fleet.delete_nodes(spec.id.as_str(), &[r]).await.is_ok() {
                     removable[node.group] -= 1;
                     actions.deleted += 1;
                 }

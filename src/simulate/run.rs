@@ -157,6 +157,7 @@ pub async fn run(
             burst: unlimited,
             offering_cooldown: config.interruption.offering_cooldown,
         },
+        crate::fleet::WorkJournal::default(),
     );
     let _ = fleet.refresh_prices().await;
     let floors = Arc::new(crate::preprovision::Floors::new(
@@ -282,7 +283,8 @@ pub async fn run(
         world.finish(now);
         world.schedule(now, &shapes);
         floors.evaluate(now);
-        ca.run_loop(now, &world, &fleet, &floors, &shapes, &prices.load());
+        ca.run_loop(now, &world, &fleet, &floors, &shapes, &prices.load())
+            .await;
 
         if now >= next_sample {
             let (used, pending) = world.demand();

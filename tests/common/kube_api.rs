@@ -107,7 +107,8 @@
 //! Error bodies are `Status` objects as `k8s.io/apimachinery/pkg/api/errors`
 //! builds them (`details` with `name`, `group`, `kind` = the resource).
 //! Every change, and every request recorded for a test to look at, wakes
-//! [`KubeApi::wait_for`] and the watches.
+//! [`KubeApi::wait_for`] and the watches. [`KubeApi::faults`] injects the
+//! apiserver's stress answers and latency (see `kube_faults`).
 #![allow(dead_code)]
 
 use axum::body::{Body, Bytes};
@@ -154,6 +155,8 @@ struct Inner {
     /// ConfigMap writes answered 429 TooManyRequests (API Priority and
     /// Fairness shedding load) before the next one is taken.
     throttled_writes: u32,
+    /// Only ConfigMaps whose names start with this are shed ("": all).
+    throttled_prefix: String,
     /// Every configmap write received: (method, name).
     writes: Vec<(&'static str, String)>,
     /// Leases by `(ns, name)`, and who owns each `spec` field as server-side
@@ -173,6 +176,8 @@ impl Inner {
 pub struct KubeApi {
     inner: Arc<Mutex<Inner>>,
     changed: Arc<Notify>,
+    /// Error rates and latency on every route (off by default).
+    pub faults: super::kube_faults::Faults,
     pub url: String,
 }
 
@@ -228,7 +233,10 @@ fn shed() -> Response {
 impl Inner {
     /// Whether this ConfigMap write is shed (see
     /// [`KubeApi::throttle_next_configmap_writes`]).
-    fn shed_write(&mut self) -> bool {
+    fn shed_write(&mut self, name: &str) -> bool {
+        if !name.starts_with(&self.throttled_prefix) {
+            return false;
+        }
         let shed = self.throttled_writes > 0;
         self.throttled_writes = self.throttled_writes.saturating_sub(1);
         shed
@@ -599,6 +607,10 @@ impl KubeApi {
                     .put(replace_configmap)
                     .delete(delete_configmap),
             )
+            .layer(axum::middleware::from_fn_with_state(
+                api.faults.clone(),
+                super::kube_faults::layer,
+            ))
             .with_state(api.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         api
@@ -969,14 +981,23 @@ impl KubeApi {
             .collect()
     }
 
-    /// The next `n` replaces fail with 409 Conflict (another writer won).
     /// The next `n` ConfigMap writes (create, replace, delete) are shed as
     /// API Priority and Fairness does: 429 TooManyRequests,
     /// `details.retryAfterSeconds` 1.
     pub fn throttle_next_configmap_writes(&self, n: u32) {
-        self.write(|inner| inner.throttled_writes = n);
+        self.throttle_next_configmap_writes_of("", n);
     }
 
+    /// As [`Self::throttle_next_configmap_writes`], for the ConfigMaps
+    /// whose names start with `prefix` only.
+    pub fn throttle_next_configmap_writes_of(&self, prefix: &str, n: u32) {
+        self.write(|inner| {
+            inner.throttled_writes = n;
+            inner.throttled_prefix = prefix.to_owned();
+        });
+    }
+
+    /// The next `n` replaces fail with 409 Conflict (another writer won).
     pub fn conflict_next_replaces(&self, n: u32) {
         self.write(|inner| inner.conflicts = n);
     }
@@ -1701,7 +1722,7 @@ async fn create_configmap(
     let name = cm["metadata"]["name"].as_str().unwrap().to_owned();
     api.write(|inner| {
         inner.writes.push(("POST", name.clone()));
-        if inner.shed_write() {
+        if inner.shed_write(&name) {
             return shed();
         }
         let key = (ns.clone(), name.clone());
@@ -1726,7 +1747,7 @@ async fn replace_configmap(
     let mut cm: Value = serde_json::from_str(&body).unwrap();
     api.write(|inner| {
         inner.writes.push(("PUT", name.clone()));
-        if inner.shed_write() {
+        if inner.shed_write(&name) {
             return shed();
         }
         let key = (ns, name.clone());
@@ -1766,7 +1787,7 @@ async fn delete_configmap(
     let options: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     api.write(|inner| {
         inner.writes.push(("DELETE", name.clone()));
-        if inner.shed_write() {
+        if inner.shed_write(&name) {
             return shed();
         }
         let key = (ns, name.clone());

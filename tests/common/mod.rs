@@ -4,6 +4,7 @@
 
 pub mod ca;
 pub mod kube_api;
+pub mod kube_faults;
 pub mod serve;
 
 use gpupool::config::Config;
@@ -48,6 +49,24 @@ impl Harness {
         let sim = Arc::new(
             SimCloud::new(config.sim.clone(), Arc::new(clock.clone())).expect("sim starts"),
         );
+        Self::serve(config, clock, sim).await
+    }
+
+    /// This server stopped and a new one started on the same cloud and
+    /// clock: a restart.
+    pub async fn restart(self) -> Self {
+        let Harness {
+            server,
+            clock,
+            sim,
+            config,
+            ..
+        } = self;
+        server.shutdown().await;
+        Self::serve(config, clock, sim).await
+    }
+
+    async fn serve(config: Config, clock: ManualClock, sim: Arc<SimCloud>) -> Self {
         let backend = Backend {
             cloud: sim.clone(),
             clock: Arc::new(clock.clone()),

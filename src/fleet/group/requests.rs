@@ -1,0 +1,245 @@
+//! A group's create requests between CA's IncreaseSize and the listing that
+//! shows what they made, and the journal that lets a restart take them up.
+//!
+//! Cloud listings lag behind launches. An engine that restarts after a
+//! create call and before the listing shows its instances would report a
+//! target without them; CA would raise it again and the late instances
+//! would be adopted on top: bought twice, past max. So each request is
+//! journalled before its first call ([`GroupState::record_sent`]), sent
+//! again only exactly as journalled (the cloud's idempotency key takes no
+//! other parameters), and closed once the listing shows what it made. A
+//! restart restores the open ones ([`GroupState::restore`]) as requested
+//! slots and sends them again: the cloud answers with the instances it
+//! made the first time.
+//!
+//! The same holds for scale-down: a DeleteNodes is journalled before CA is
+//! answered, and a restart deletes again what the listing still shows
+//! ([`GroupState::restore_deletion`]), instead of adopting back instances
+//! CA no longer counts.
+
+use super::{GroupState, LIST_GRACE, Member, Why, Work};
+use gpupool_cloud::{CreateRequest, Instance, InstanceId, RequestId};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::SystemTime;
+
+/// A create request not yet answered.
+#[derive(Debug)]
+pub(super) struct Flight {
+    /// A call is under way.
+    pub(super) under_way: bool,
+    /// The request as journalled before its first call; `None` until then.
+    pub(super) sent: Option<CreateRequest>,
+}
+
+impl Flight {
+    pub(super) fn new() -> Self {
+        Self {
+            under_way: true,
+            sent: None,
+        }
+    }
+}
+
+/// A journalled request the cloud answered, waiting for the listing to
+/// show the instances it made.
+#[derive(Debug)]
+pub(super) struct Unlisted {
+    pub(super) ids: BTreeSet<InstanceId>,
+    pub(super) since: SystemTime,
+}
+
+impl GroupState {
+    /// The request is journalled and about to be sent: a retry sends this
+    /// again, not a request rebuilt from the slots left.
+    pub fn record_sent(&mut self, request: &CreateRequest) {
+        if let Some(flight) = self.in_flight.get_mut(&request.request_id) {
+            flight.sent = Some(request.clone());
+        }
+    }
+
+    /// Slots of sent requests CA cancelled since the last call: what a
+    /// restart must not ask for again.
+    pub fn take_cancelled(&mut self) -> BTreeMap<RequestId, u32> {
+        std::mem::take(&mut self.cancelled)
+    }
+
+    /// Cancellations journalled before a restart, taken up before the
+    /// requests they cancel.
+    pub fn restore_cancelled(&mut self, cancelled: &BTreeMap<RequestId, u32>) {
+        for (request, n) in cancelled {
+            *self.cancelled_before.entry(request.clone()).or_default() += n;
+        }
+    }
+
+    /// Whether the request was journalled (and sent).
+    pub fn journalled(&self, request: &RequestId) -> bool {
+        self.in_flight
+            .get(request)
+            .is_some_and(|f| f.sent.is_some())
+    }
+
+    /// A journal entry could not be removed: tried again at the next sync.
+    pub fn close_failed(&mut self, request: RequestId) {
+        self.closing.push(request);
+    }
+
+    /// Takes up a request journalled before a restart, after the first
+    /// listing: the instances it made that the listing does not show yet
+    /// are requested slots again (within max; any past it are deleted when
+    /// they come), and the request is sent again; the cloud answers with
+    /// what it made. A request whose instances are all known is closed.
+    pub fn restore(&mut self, sent: CreateRequest) -> Work {
+        let id = &sent.request_id;
+        let ours = |i: &Instance| i.request_id.as_ref() == Some(id);
+        let known = self
+            .members
+            .iter()
+            .filter(|m| matches!(m, Member::Live(i) if ours(i)))
+            .count()
+            + self.deleting.values().filter(|d| ours(&d.instance)).count();
+        let known = u32::try_from(known).unwrap_or(u32::MAX);
+        // Within max: instances a lost DeleteNodes left running may have
+        // been adopted back meanwhile. Past it, what the request made is
+        // deleted on arrival.
+        let room = self.spec.max_size.saturating_sub(self.target());
+        // Those CA cancelled are not asked for again, but deleted when
+        // they come.
+        let cancelled = self.cancelled_before.remove(id).unwrap_or(0);
+        let missing = sent.count.saturating_sub(known);
+        let wanted = missing.saturating_sub(cancelled);
+        let slots = wanted.min(room);
+        if missing == 0 || self.in_flight.contains_key(id) {
+            return Work::Close(id.clone());
+        }
+        tracing::info!(
+            group = %self.spec.id,
+            request = %id,
+            count = sent.count,
+            unlisted = missing,
+            cancelled,
+            past_max = wanted - slots,
+            "taking up a create request journalled before the restart"
+        );
+        if missing > slots {
+            self.discard.insert(id.clone(), missing - slots);
+        }
+        for _ in 0..slots {
+            let placeholder = self.placeholder(id);
+            self.members.push(Member::Requested {
+                request: id.clone(),
+                placeholder,
+            });
+        }
+        self.in_flight.insert(
+            id.clone(),
+            Flight {
+                under_way: true,
+                sent: Some(sent.clone()),
+            },
+        );
+        Work::Resend(sent)
+    }
+
+    /// Takes up a DeleteNodes journalled before a restart, after the first
+    /// listing: CA was told these instances go, so those the listing still
+    /// shows live are deleted again (and leave the target, as they had);
+    /// those already on their way out count as CA's.
+    pub fn restore_deletion(&mut self, instances: &[InstanceId]) -> Option<Work> {
+        let mut ids = Vec::new();
+        for id in instances {
+            let live = self
+                .members
+                .iter()
+                .position(|m| matches!(m, Member::Live(i) if &i.id == id));
+            if let Some(Member::Live(instance)) = live.map(|at| self.members.remove(at)) {
+                ids.push(self.start_deleting(instance, Why::Ca));
+            } else if let Some(d) = self.deleting.get_mut(id) {
+                d.why = Why::Ca;
+            }
+        }
+        self.prune_leaving();
+        if !ids.is_empty() {
+            tracing::info!(
+                group = %self.spec.id,
+                instances = ids.len(),
+                "deleting again instances CA deleted before the restart"
+            );
+        }
+        (!ids.is_empty()).then_some(Work::Delete(ids))
+    }
+
+    /// The answer named an instance already on its way out (after a
+    /// restart, one CA deleted or the cloud stopped): it takes its slot
+    /// with it.
+    pub(super) fn made_and_gone(&mut self, request: &RequestId, instance: Instance) {
+        let known = self.deleting.contains_key(&instance.id)
+            || self
+                .members
+                .iter()
+                .any(|m| matches!(m, Member::Live(i) if i.id == instance.id));
+        if !known {
+            if let Some(slot) = self
+                .members
+                .iter()
+                .position(|m| matches!(m, Member::Requested { request: r, .. } if r == request))
+            {
+                self.members.remove(slot);
+            } else if let Some(n) = self.discard.get_mut(request).filter(|n| **n > 0) {
+                *n -= 1;
+            }
+        }
+        self.stopped(instance);
+    }
+
+    /// Journal entries to remove: answered requests whose instances the
+    /// listing has now shown, or that are past the grace after which a
+    /// missing instance counts as gone anyway, and removals that failed.
+    pub(super) fn close_listed(
+        &mut self,
+        seen: &HashSet<InstanceId>,
+        now: SystemTime,
+    ) -> Vec<Work> {
+        let mut closed = std::mem::take(&mut self.closing);
+        self.unlisted.retain(|request, u| {
+            u.ids.retain(|id| !seen.contains(id));
+            let waiting =
+                !u.ids.is_empty() && now.duration_since(u.since).unwrap_or_default() < LIST_GRACE;
+            if !waiting {
+                closed.push(request.clone());
+            }
+            waiting
+        });
+        closed.into_iter().map(Work::Close).collect()
+    }
+
+    /// Requests whose last call did not get through, sent again: as
+    /// journalled, or (never journalled) for the slots left.
+    pub(super) fn retry(&mut self) -> Vec<Work> {
+        let mut waiting: Vec<_> = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| !f.under_way)
+            .map(|(r, f)| (r.clone(), f.sent.clone()))
+            .collect();
+        // In the order they were asked for is unknowable from a map; by id
+        // keeps a replay the same.
+        waiting.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut work = Vec::new();
+        for (request, sent) in waiting {
+            if let Some(f) = self.in_flight.get_mut(&request) {
+                f.under_way = true;
+            }
+            work.push(match sent {
+                Some(sent) => Work::Resend(sent),
+                None => {
+                    let count = self.requested_of(&request);
+                    Work::Create(self.create_request(request, count))
+                }
+            });
+        }
+        work
+    }
+}
+
+#[cfg(test)]
+mod tests;
