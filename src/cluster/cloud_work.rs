@@ -44,9 +44,10 @@ impl WorkMaps {
         dns_name("gpupool-delete", key)
     }
 
-    /// Journals a request. One already there is the same request (request
-    /// ids are unique): written by an earlier try whose answer was lost.
-    pub async fn open(&self, request: &CreateRequest) -> Result<(), JournalError> {
+    /// Journals a request, and returns what the journal holds for it: an
+    /// entry already there (request ids are unique) was written by an
+    /// earlier try whose answer was lost, and is the one to send.
+    pub async fn open(&self, request: &CreateRequest) -> Result<CreateRequest, JournalError> {
         let name = Self::name(&request.request_id);
         let json = serde_json::to_string_pretty(request).map_err(|e| JournalError::Corrupt {
             name: name.clone(),
@@ -62,8 +63,20 @@ impl WorkMaps {
                 request.group.to_string(),
             ),
         ]);
-        self.post(name, CREATE, annotations, REQUEST_KEY, json)
-            .await
+        if self
+            .post(name.clone(), CREATE, annotations, REQUEST_KEY, json)
+            .await?
+        {
+            return Ok(request.clone());
+        }
+        let existing = self.api.get(&name).await?;
+        existing
+            .data
+            .as_ref()
+            .and_then(|d| d.get(REQUEST_KEY))
+            .ok_or_else(|| format!("no {REQUEST_KEY}"))
+            .and_then(|text| serde_json::from_str(text).map_err(|e| e.to_string()))
+            .map_err(|reason| JournalError::Corrupt { name, reason })
     }
 
     /// Journals the instances of a DeleteNodes.
@@ -79,6 +92,7 @@ impl WorkMaps {
         )]);
         self.post(name, DELETE, annotations, DELETION_KEY, json)
             .await
+            .map(|_| ())
     }
 
     async fn post(
@@ -88,7 +102,7 @@ impl WorkMaps {
         annotations: BTreeMap<String, String>,
         key: &str,
         json: String,
-    ) -> Result<(), JournalError> {
+    ) -> Result<bool, JournalError> {
         let labels = BTreeMap::from([
             (OPERATION_LABEL.to_owned(), kind.to_owned()),
             (
@@ -106,10 +120,10 @@ impl WorkMaps {
             data: Some(BTreeMap::from([(key.to_owned(), json)])),
             ..Default::default()
         };
+        // Created, or (409) written by an earlier try whose answer was lost.
         match self.api.create(&PostParams::default(), &cm).await {
-            Ok(_) => Ok(()),
-            // Written by an earlier try whose answer was lost.
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(e.into()),
         }
     }

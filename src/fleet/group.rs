@@ -201,6 +201,12 @@ pub struct GroupState {
     /// Cancellations journalled before a restart, per request, for
     /// [`GroupState::restore`].
     cancelled_before: HashMap<RequestId, u32>,
+    /// Instances CA deleted before a restart that no listing has shown
+    /// since: deleted when they appear (see
+    /// [`GroupState::restore_deletion`]).
+    /// (With when that was learned: after the listing grace they are taken
+    /// for gone.)
+    doomed: HashMap<InstanceId, SystemTime>,
     serial: u64,
 }
 
@@ -218,6 +224,7 @@ impl GroupState {
             discard: HashMap::new(),
             cancelled: BTreeMap::new(),
             cancelled_before: HashMap::new(),
+            doomed: Default::default(),
             serial: 0,
         }
     }
@@ -692,6 +699,8 @@ impl GroupState {
         if !unconfirmed.is_empty() {
             work.push(Work::Delete(unconfirmed));
         }
+        self.doomed
+            .retain(|_, since| now.duration_since(*since).unwrap_or_default() < LIST_GRACE);
         work.extend(self.close_listed(&seen, now));
         work.extend(self.retry());
         work
@@ -702,6 +711,18 @@ impl GroupState {
         if let Some(d) = self.deleting.get_mut(&instance.id) {
             d.instance = instance;
             return None;
+        }
+        if self.doomed.remove(&instance.id).is_some() {
+            // A restored request's slot was counted for it: it goes too.
+            if let Some(request) = &instance.request_id
+                && let Some(slot) = self
+                    .members
+                    .iter()
+                    .position(|m| matches!(m, Member::Requested { request: r, .. } if r == request))
+            {
+                self.members.remove(slot);
+            }
+            return Some(Work::Delete(vec![self.start_deleting(instance, Why::Ca)]));
         }
         if let Some(Member::Live(known)) = self
             .members

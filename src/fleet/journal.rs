@@ -53,15 +53,16 @@ impl WorkJournal {
         m.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub async fn open(&self, request: &CreateRequest) -> Result<(), JournalError> {
+    /// Journals a request; what the journal holds for it is returned (an
+    /// earlier try's, if that one's answer was lost).
+    pub async fn open(&self, request: &CreateRequest) -> Result<CreateRequest, JournalError> {
         match self {
             WorkJournal::Cluster(c) => c.open(request).await,
-            WorkJournal::Memory(m) => {
-                Self::memory(m)
-                    .creates
-                    .insert(request.request_id.clone(), request.clone());
-                Ok(())
-            }
+            WorkJournal::Memory(m) => Ok(Self::memory(m)
+                .creates
+                .entry(request.request_id.clone())
+                .or_insert_with(|| request.clone())
+                .clone()),
         }
     }
 

@@ -81,6 +81,8 @@ struct Inner {
     restored: bool,
     /// Journalled deletions not settled yet, by key.
     deletions: HashMap<String, PendingDeletion>,
+    /// Deletion entries whose removal failed, retried at the next sync.
+    unclosed: Vec<String>,
     /// Hourly cost of each group's instances, for the metrics.
     costs: Vec<f64>,
 }
@@ -97,8 +99,9 @@ impl std::fmt::Debug for Fleet {
 /// A journalled deletion's entry stays until the cloud took the terminate
 /// of each of its instances and each request it cancelled slots of is
 /// settled (its own entry closed, or answered unjournalled).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PendingDeletion {
+    group: usize,
     instances: std::collections::BTreeSet<gpupool_cloud::InstanceId>,
     requests: std::collections::BTreeSet<RequestId>,
 }
@@ -160,6 +163,7 @@ impl Fleet {
                 synced_at: None,
                 restored: false,
                 deletions: HashMap::new(),
+                unclosed: Vec::new(),
                 costs,
             }),
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -377,6 +381,7 @@ impl Fleet {
         self.lock().deletions.insert(
             deletion.key.clone(),
             PendingDeletion {
+                group: index,
                 instances: ids.iter().cloned().collect(),
                 requests: deletion.cancelled.keys().cloned().collect(),
             },
@@ -429,7 +434,8 @@ impl Fleet {
         let closed = self.journal.close_deletion(key).await;
         self.metrics.journal_call("close_deletion", closed.is_ok());
         if let Err(e) = closed {
-            tracing::warn!(deletion = key, error = %e, "deletion journal entry not removed; a restart finds its instances gone and removes it");
+            tracing::warn!(deletion = key, error = %e, "deletion journal entry not removed; retried at the next sync");
+            self.lock().unclosed.push(key.to_owned());
         }
     }
 
@@ -507,19 +513,23 @@ impl Fleet {
                     };
                     inner.groups[i].restore_cancelled(&deletion.cancelled);
                     let mut pending = PendingDeletion {
+                        group: i,
                         requests: deletion
                             .cancelled
                             .into_keys()
                             .filter(|r| open.contains(r))
                             .collect(),
-                        ..PendingDeletion::default()
+                        instances: Default::default(),
                     };
-                    if let Some(Work::Delete(ids)) =
-                        inner.groups[i].restore_deletion(&deletion.instances)
-                    {
-                        pending.instances = ids.iter().cloned().collect();
-                        work[i].1.push(Work::Delete(ids));
+                    if let Some(w) = inner.groups[i].restore_deletion(&deletion.instances, now) {
+                        work[i].1.push(w);
                     }
+                    let group = &inner.groups[i];
+                    pending.instances = deletion
+                        .instances
+                        .into_iter()
+                        .filter(|id| group.awaiting_terminate(id))
+                        .collect();
                     if pending.instances.is_empty() && pending.requests.is_empty() {
                         settled.push(deletion.key);
                     } else {
@@ -541,6 +551,22 @@ impl Fleet {
                 }
                 inner.restored = true;
             }
+            // Instances no longer waiting for a terminate (the cloud
+            // stopped them, or took a terminate whose answer failed)
+            // settle their deletions too.
+            let Inner {
+                groups, deletions, ..
+            } = &mut *inner;
+            deletions.retain(|key, p| {
+                let group = &groups[p.group];
+                p.instances.retain(|id| group.awaiting_terminate(id));
+                let open = !p.instances.is_empty() || !p.requests.is_empty();
+                if !open {
+                    settled.push(key.clone());
+                }
+                open
+            });
+            settled.append(&mut inner.unclosed);
             inner.synced_at = Some(now);
             self.publish(&mut inner, 0..self.specs.len());
             work
@@ -740,17 +766,20 @@ impl Fleet {
             };
         let journalled = self.journal.open(&fitted).await;
         self.metrics.journal_call("open", journalled.is_ok());
-        if let Err(e) = journalled {
-            // Not sent unjournalled: a restart could not find what it made.
-            // Tried again at the next sync, like a throttled call.
-            let error = CloudError::throttled(
-                "WorkJournalUnavailable",
-                format!("the create request could not be journalled before the call: {e}"),
-            );
-            return Err((fitted, Err(error)));
-        }
-        self.lock().groups[index].record_sent(&fitted);
-        Ok(fitted)
+        let journalled = match journalled {
+            Ok(journalled) => journalled,
+            Err(e) => {
+                // Not sent unjournalled: a restart could not find what it
+                // made. Tried again at the next sync, like a throttled call.
+                let error = CloudError::throttled(
+                    "CreateJournalUnavailable",
+                    format!("the create request could not be journalled before the call: {e}"),
+                );
+                return Err((fitted, Err(error)));
+            }
+        };
+        self.lock().groups[index].record_sent(&journalled);
+        Ok(journalled)
     }
 
     async fn create_finished(self: &Arc<Self>, index: usize, (request, result): Answer) {

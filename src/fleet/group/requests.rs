@@ -51,10 +51,31 @@ pub(super) struct Unlisted {
 impl GroupState {
     /// The request is journalled and about to be sent: a retry sends this
     /// again, not a request rebuilt from the slots left.
+    /// It may be an earlier try's, written by a call whose answer was
+    /// lost and asking more than the slots left: the surplus is deleted
+    /// on arrival.
     pub fn record_sent(&mut self, request: &CreateRequest) {
-        if let Some(flight) = self.in_flight.get_mut(&request.request_id) {
-            flight.sent = Some(request.clone());
+        let id = &request.request_id;
+        let Some(flight) = self.in_flight.get_mut(id) else {
+            return;
+        };
+        let first = flight.sent.is_none();
+        flight.sent = Some(request.clone());
+        let slots = self.requested_of(id);
+        if first && request.count > slots {
+            *self.discard.entry(id.clone()).or_default() += request.count - slots;
         }
+    }
+
+    /// Whether a deletion's instance still waits for its terminate: a
+    /// live member, or deleting without the cloud having taken it.
+    pub fn awaiting_terminate(&self, id: &InstanceId) -> bool {
+        self.deleting.get(id).is_some_and(|d| !d.confirmed)
+            || self
+                .members
+                .iter()
+                .any(|m| matches!(m, Member::Live(i) if &i.id == id))
+            || self.doomed.contains_key(id)
     }
 
     /// Slots of sent requests CA cancelled since the last call: what a
@@ -143,8 +164,9 @@ impl GroupState {
     /// Takes up a DeleteNodes journalled before a restart, after the first
     /// listing: CA was told these instances go, so those the listing still
     /// shows live are deleted again (and leave the target, as they had);
-    /// those already on their way out count as CA's.
-    pub fn restore_deletion(&mut self, instances: &[InstanceId]) -> Option<Work> {
+    /// those already on their way out count as CA's, and those not listed
+    /// are deleted if they appear.
+    pub fn restore_deletion(&mut self, instances: &[InstanceId], now: SystemTime) -> Option<Work> {
         let mut ids = Vec::new();
         for id in instances {
             let live = self
@@ -155,6 +177,10 @@ impl GroupState {
                 ids.push(self.start_deleting(instance, Why::Ca));
             } else if let Some(d) = self.deleting.get_mut(id) {
                 d.why = Why::Ca;
+            } else {
+                // Not listed yet (or gone): if a request sent again names
+                // it, or a listing shows it, it is deleted then.
+                self.doomed.insert(id.clone(), now);
             }
         }
         self.prune_leaving();

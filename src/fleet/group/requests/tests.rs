@@ -200,3 +200,48 @@ fn a_restored_request_whose_instances_are_listed_or_gone_is_settled() {
         g.members()
     );
 }
+
+#[test]
+fn an_instance_ca_deleted_before_a_restart_is_deleted_when_a_resent_request_names_it() {
+    let r = RequestId::new("r");
+    let request = sent(&mut GroupState::new(spec(0, 5), "p"), "r", 2);
+    // i1 was deleted by CA before the crash, its terminate not through,
+    // and the listing lags: only i0 is shown.
+    let mut g = GroupState::new(spec(0, 5), "p");
+    g.reconcile(running(&["i0"], &r), t0());
+    assert_eq!(
+        g.restore_deletion(&[gpupool_cloud::InstanceId::new("i1")], t0()),
+        None
+    );
+    g.restore(request);
+    let work = g.create_finished(&r, created(running(&["i0", "i1"], &r)), t0());
+    assert!(
+        matches!(work.as_slice(), [Work::Delete(ids)] if ids[0].as_str() == "i1"),
+        "{work:?}"
+    );
+    assert_eq!((g.target(), live(&g)), (1, 1), "not adopted back");
+}
+
+#[test]
+fn a_journal_entry_from_an_earlier_try_is_sent_and_its_surplus_deleted() {
+    let mut g = GroupState::new(spec(0, 5), "p");
+    let Work::Create(request) = g.increase(3, RequestId::new("r")).unwrap() else {
+        panic!("a create")
+    };
+    let r = request.request_id.clone();
+    // The first journal write's answer was lost (it landed); CA cancelled
+    // one slot; the retry finds the earlier entry and sends it.
+    g.create_finished(
+        &r,
+        Err(CloudError::throttled("CreateJournalUnavailable", "504")),
+        t0(),
+    );
+    g.decrease_target(-1).unwrap();
+    g.record_sent(&request);
+    let work = g.create_finished(&r, created(running(&["i0", "i1", "i2"], &r)), t0());
+    assert_eq!(g.target(), 2);
+    assert!(
+        matches!(work.as_slice(), [Work::Delete(ids)] if ids.len() == 1),
+        "{work:?}"
+    );
+}
