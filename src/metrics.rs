@@ -291,7 +291,7 @@ impl Metrics {
         let journal_calls = Family::<CloudLabels, Counter>::default();
         registry.register(
             "create_journal_requests",
-            "Create journal reads and writes (list, open, close) by outcome; a failed open holds the create back until the next sync",
+            "Journal reads and writes by operation (list; open and close of a create; open_deletion and close_deletion) and outcome; a failed open holds the create back until the next sync, a failed open_deletion refuses the DeleteNodes",
             journal_calls.clone(),
         );
         let last_sync = Gauge::<f64, AtomicU64>::default();

@@ -59,8 +59,8 @@ pub enum FleetError {
 pub enum SyncError {
     #[error(transparent)]
     Cloud(#[from] CloudError),
-    /// The first sync reads the create journal (requests under way before a
-    /// restart); until it can, changes stay refused.
-    #[error("create journal not read: {0}")]
+    /// The first sync reads the journal (creates and deletions under way
+    /// before a restart); until it can, changes stay refused.
+    #[error("journal of cloud work not read: {0}")]
     Journal(JournalError),
 }
