@@ -6,6 +6,7 @@
 //! [`Snapshot`]; every RPC reads the snapshot without locking. Cloud calls run in
 //! background tasks, rate-limited, never inside an RPC that answers CA per node.
 
+mod deletions;
 mod error;
 mod group;
 pub mod journal;
@@ -79,10 +80,8 @@ struct Inner {
     /// The journal was read and its open entries taken up (at the first
     /// sync).
     restored: bool,
-    /// Journalled deletions not settled yet, by key.
-    deletions: HashMap<String, PendingDeletion>,
-    /// Deletion entries whose removal failed, retried at the next sync.
-    unclosed: Vec<String>,
+    /// Journalled deletions not settled yet.
+    deletions: deletions::Deletions,
     /// Hourly cost of each group's instances, for the metrics.
     costs: Vec<f64>,
 }
@@ -94,16 +93,6 @@ impl std::fmt::Debug for Fleet {
             .field("groups", &self.specs.len())
             .finish_non_exhaustive()
     }
-}
-
-/// A journalled deletion's entry stays until the cloud took the terminate
-/// of each of its instances and each request it cancelled slots of is
-/// settled (its own entry closed, or answered unjournalled).
-#[derive(Debug)]
-struct PendingDeletion {
-    group: usize,
-    instances: std::collections::BTreeSet<gpupool_cloud::InstanceId>,
-    requests: std::collections::BTreeSet<RequestId>,
 }
 
 /// Cloud call budget.
@@ -162,8 +151,7 @@ impl Fleet {
                 groups,
                 synced_at: None,
                 restored: false,
-                deletions: HashMap::new(),
-                unclosed: Vec::new(),
+                deletions: deletions::Deletions::default(),
                 costs,
             }),
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -312,18 +300,13 @@ impl Fleet {
             }
             inner.groups[index].plan_delete(nodes)?
         };
-        let key = if planned.is_empty() {
-            None
-        } else {
-            let key = self
-                .journal_deletion(index, &planned, Default::default())
-                .await
-                .map_err(|reason| FleetError::JournalUnavailable {
-                    group: self.specs[index].id.clone(),
-                    reason,
-                })?;
-            Some(key)
-        };
+        let key = self
+            .journal_deletion(index, &planned, Default::default())
+            .await
+            .map_err(|reason| FleetError::JournalUnavailable {
+                group: self.specs[index].id.clone(),
+                reason,
+            })?;
         let applied = self.change(index, |g| {
             let work = g.delete_nodes(nodes)?;
             Ok((work, g.take_cancelled()))
@@ -333,7 +316,7 @@ impl Fleet {
             Err(refused) => {
                 // Changed meanwhile (a concurrent call): nothing deleted.
                 if let Some(key) = key {
-                    self.lock().deletions.remove(&key);
+                    self.lock().deletions.forget(&key);
                     self.close_deletion(&key).await;
                 }
                 return Err(refused);
@@ -342,101 +325,16 @@ impl Fleet {
         tracing::info!(group = id, nodes = nodes.len(), "delete nodes");
         if let Some(key) = &key {
             let applied = match &work {
-                Some(Work::Delete(ids)) => ids.iter().cloned().collect(),
-                _ => Default::default(),
+                Some(Work::Delete(ids)) => ids.as_slice(),
+                _ => &[],
             };
-            if let Some(pending) = self.lock().deletions.get_mut(key) {
-                pending.instances = applied;
-            }
+            self.lock().deletions.applied(key, applied);
         }
         // Cancelled slots of requests already sent: best effort (a lost
         // one is re-asked within max after a restart).
         let _ = self.journal_deletion(index, &[], cancelled).await;
         self.dispatch(index, work.into_iter().collect());
         Ok(())
-    }
-
-    /// Journals a deletion CA is about to be answered for, so that a crash
-    /// before the cloud takes the terminate does not bring its instances
-    /// back; its key, or why it could not be written (logged and counted).
-    async fn journal_deletion(
-        &self,
-        index: usize,
-        ids: &[gpupool_cloud::InstanceId],
-        cancelled: std::collections::BTreeMap<RequestId, u32>,
-    ) -> Result<String, String> {
-        let group = self.specs[index].id.clone();
-        let key = format!("{group}-{:016x}", rand::random::<u64>());
-        if ids.is_empty() && cancelled.is_empty() {
-            return Ok(key);
-        }
-        let deletion = Deletion {
-            key,
-            group,
-            instances: ids.to_vec(),
-            cancelled,
-        };
-        // Tracked even when the write seems to fail: it may have landed,
-        // and closing one that did not is harmless.
-        self.lock().deletions.insert(
-            deletion.key.clone(),
-            PendingDeletion {
-                group: index,
-                instances: ids.iter().cloned().collect(),
-                requests: deletion.cancelled.keys().cloned().collect(),
-            },
-        );
-        let written =
-            tokio::time::timeout(JOURNAL_WAIT, self.journal.open_deletion(&deletion)).await;
-        let error = match written {
-            Ok(Ok(())) => {
-                self.metrics.journal_call("open_deletion", true);
-                return Ok(deletion.key);
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {JOURNAL_WAIT:?}"),
-        };
-        self.metrics.journal_call("open_deletion", false);
-        tracing::warn!(group = %deletion.group, error, "deletion not journalled");
-        if !ids.is_empty() {
-            // Refused: an entry that landed after all must not delete them.
-            self.lock().deletions.remove(&deletion.key);
-            self.close_deletion(&deletion.key).await;
-        }
-        Err(error)
-    }
-
-    /// Deletions settled by `settle` (an instance's terminate taken, a
-    /// request settled) are closed.
-    async fn settle_deletions(&self, settle: impl Fn(&mut PendingDeletion)) {
-        let done: Vec<String> = {
-            let mut inner = self.lock();
-            if inner.deletions.is_empty() {
-                return;
-            }
-            let mut done = Vec::new();
-            inner.deletions.retain(|key, pending| {
-                settle(pending);
-                let open = !pending.instances.is_empty() || !pending.requests.is_empty();
-                if !open {
-                    done.push(key.clone());
-                }
-                open
-            });
-            done
-        };
-        for key in done {
-            self.close_deletion(&key).await;
-        }
-    }
-
-    async fn close_deletion(&self, key: &str) {
-        let closed = self.journal.close_deletion(key).await;
-        self.metrics.journal_call("close_deletion", closed.is_ok());
-        if let Err(e) = closed {
-            tracing::warn!(deletion = key, error = %e, "deletion journal entry not removed; retried at the next sync");
-            self.lock().unclosed.push(key.to_owned());
-        }
     }
 
     /// Lists the cloud and brings every group in line; the first sync also
@@ -447,7 +345,7 @@ impl Fleet {
         let _one_at_a_time = self.sync_lock.lock().await;
         // Read before the listing: a request journalled after the listing
         // would otherwise be missed by both.
-        let (journalled, deletions) = if self.lock().restored {
+        let (journalled, journalled_deletions) = if self.lock().restored {
             (Vec::new(), Vec::new())
         } else {
             let open = self.journal.list().await;
@@ -506,36 +404,17 @@ impl Fleet {
                 // before the requests' room within max is counted.
                 let open: std::collections::HashSet<_> =
                     journalled.iter().map(|r| r.request_id.clone()).collect();
-                for deletion in deletions {
-                    let Some(&i) = self.index.get(&deletion.group) else {
-                        settled.push(deletion.key);
-                        continue;
-                    };
-                    inner.groups[i].restore_cancelled(&deletion.cancelled);
-                    let mut pending = PendingDeletion {
-                        group: i,
-                        requests: deletion
-                            .cancelled
-                            .into_keys()
-                            .filter(|r| open.contains(r))
-                            .collect(),
-                        instances: Default::default(),
-                    };
-                    if let Some(w) = inner.groups[i].restore_deletion(&deletion.instances, now) {
-                        work[i].1.push(w);
-                    }
-                    let group = &inner.groups[i];
-                    pending.instances = deletion
-                        .instances
-                        .into_iter()
-                        .filter(|id| group.awaiting_terminate(id))
-                        .collect();
-                    if pending.instances.is_empty() && pending.requests.is_empty() {
-                        settled.push(deletion.key);
-                    } else {
-                        inner.deletions.insert(deletion.key, pending);
-                    }
-                }
+                let Inner {
+                    groups, deletions, ..
+                } = &mut *inner;
+                settled.extend(deletions.restore(
+                    journalled_deletions,
+                    groups,
+                    &self.index,
+                    &open,
+                    now,
+                    &mut work,
+                ));
                 for request in journalled {
                     match self.index.get(&request.group) {
                         Some(&i) => {
@@ -557,16 +436,10 @@ impl Fleet {
             let Inner {
                 groups, deletions, ..
             } = &mut *inner;
-            deletions.retain(|key, p| {
+            settled.extend(deletions.settle(|p| {
                 let group = &groups[p.group];
                 p.instances.retain(|id| group.awaiting_terminate(id));
-                let open = !p.instances.is_empty() || !p.requests.is_empty();
-                if !open {
-                    settled.push(key.clone());
-                }
-                open
-            });
-            settled.append(&mut inner.unclosed);
+            }));
             inner.synced_at = Some(now);
             self.publish(&mut inner, 0..self.specs.len());
             work
@@ -797,16 +670,14 @@ impl Fleet {
             }
         }
         let now = self.clock.now();
-        let settled_unjournalled = {
-            let throttled =
-                matches!(&result, Err(e) if e.class == gpupool_cloud::ErrorClass::Throttled);
-            !throttled && !self.lock().groups[index].journalled(&request.request_id)
-        };
-        let follow_up = {
+        let throttled =
+            matches!(&result, Err(e) if e.class == gpupool_cloud::ErrorClass::Throttled);
+        let (follow_up, settled_unjournalled) = {
             let mut inner = self.lock();
+            let unjournalled = !inner.groups[index].journalled(&request.request_id);
             let w = inner.groups[index].create_finished(&request.request_id, result, now);
             self.publish(&mut inner, [index]);
-            w
+            (w, unjournalled && !throttled)
         };
         self.dispatch(index, follow_up);
         // Its slots' cancellations need keeping no longer.

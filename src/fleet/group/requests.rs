@@ -247,8 +247,8 @@ impl GroupState {
             .filter(|(_, f)| !f.under_way)
             .map(|(r, f)| (r.clone(), f.sent.clone()))
             .collect();
-        // In the order they were asked for is unknowable from a map; by id
-        // keeps a replay the same.
+        // A map has no order: by id, the same state sends in the same
+        // order.
         waiting.sort_by(|a, b| a.0.cmp(&b.0));
         let mut work = Vec::new();
         for (request, sent) in waiting {
