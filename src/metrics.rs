@@ -196,6 +196,7 @@ pub struct Metrics {
     group_failed: Family<GroupLabels, Gauge>,
     cloud_calls: Family<CloudLabels, Counter>,
     journal_calls: Family<CloudLabels, Counter>,
+    past_max_deletions: Family<GroupLabels, Counter>,
     last_sync: Gauge<f64, AtomicU64>,
     sync_failures: Counter,
     orphans: Gauge,
@@ -290,9 +291,15 @@ impl Metrics {
         );
         let journal_calls = Family::<CloudLabels, Counter>::default();
         registry.register(
-            "create_journal_requests",
-            "Journal reads and writes by operation (list; open and close of a create; open_deletion and close_deletion) and outcome; a failed open holds the create back until the next sync, a failed open_deletion refuses the DeleteNodes",
+            "work_journal_requests",
+            "Work journal reads and writes by operation (list; open and close of a create; open_deletion and close_deletion of a DeleteNodes or DecreaseTargetSize) and outcome; a failed open holds the create back until the next sync, an open_deletion that fails past its retries refuses the call",
             journal_calls.clone(),
+        );
+        let past_max_deletions = Family::<GroupLabels, Counter>::default();
+        registry.register(
+            "node_group_past_max_deletions",
+            "Instances found running past the group's max and deleted (a crash cut short the terminate of a cancelled slot's late instance); expected to stay 0",
+            past_max_deletions.clone(),
         );
         let last_sync = Gauge::<f64, AtomicU64>::default();
         registry.register(
@@ -380,6 +387,7 @@ impl Metrics {
             group_failed,
             cloud_calls,
             journal_calls,
+            past_max_deletions,
             last_sync,
             sync_failures,
             orphans,
@@ -529,7 +537,17 @@ impl Metrics {
             .inc();
     }
 
-    /// A create journal read or write (`list`, `open`, `close`).
+    /// Instances found past a group's max, deleted.
+    pub fn past_max_deleted(&self, group: &str, n: usize) {
+        self.past_max_deletions
+            .get_or_create(&GroupLabels {
+                group: group.to_owned(),
+            })
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// A work journal read or write (`list`, `open`, `close`,
+    /// `open_deletion`, `close_deletion`).
     pub fn journal_call(&self, operation: &'static str, ok: bool) {
         self.journal_calls
             .get_or_create(&CloudLabels {

@@ -57,7 +57,7 @@ async fn a_create_waits_for_its_journal_entry_which_goes_once_the_listing_shows_
     let (_, metrics) = http(h.server.http_addr, "GET", "/metrics").await;
     assert!(
         metrics.contains(
-            "gpupool_create_journal_requests_total{operation=\"open\",outcome=\"error\"} 1"
+            "gpupool_work_journal_requests_total{operation=\"open\",outcome=\"error\"} 1"
         ),
         "{metrics}"
     );
@@ -141,5 +141,91 @@ async fn changes_wait_until_the_journal_can_be_read() {
     h.increase("l4", 1).await.unwrap();
     h.settle().await;
     assert_eq!(instances(&h).await, 1);
+    h.stop().await;
+}
+
+fn deletions(api: &KubeApi) -> Vec<serde_json::Value> {
+    api.configmaps_labelled("gpupool", "gpupool.dev/operation", "delete")
+        .iter()
+        .map(|cm| serde_json::from_str(cm["data"]["deletion.json"].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+async fn decrease(h: &mut Harness, id: &str, delta: i32) -> Result<(), tonic::Status> {
+    h.client
+        .node_group_decrease_target_size(gpupool::proto::NodeGroupDecreaseTargetSizeRequest {
+            id: id.into(),
+            delta,
+        })
+        .await
+        .map(|_| ())
+}
+
+/// A cancelled slot of a request that may be sent is journalled before CA
+/// is answered: a write the API server sheds is tried again, and one that
+/// cannot be made refuses the call with nothing changed. The request still
+/// goes out for the count first asked (its entry may have landed with
+/// it), and the cancelled slot's instance is deleted on arrival.
+#[tokio::test]
+async fn a_decrease_is_journalled_before_ca_is_answered_or_refused_with_nothing_changed() {
+    let api = KubeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Harness::start(&yaml(&api.kubeconfig(dir.path()), "0s")).await;
+    // The create's entry cannot be written: its slots wait, unfilled.
+    api.throttle_next_configmap_writes_of("gpupool-create", 1);
+    h.increase("l4", 3).await.unwrap();
+    h.settle().await;
+    assert_eq!(instances(&h).await, 0);
+
+    // Every try shed, until the wait is spent: refused, nothing changed.
+    api.throttle_next_configmap_writes_of("gpupool-delete", 100);
+    let refused = decrease(&mut h, "l4", -1).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("journal"), "{refused:?}");
+    assert_eq!(h.target("l4").await, 3);
+    assert!(deletions(&api).is_empty(), "{:?}", deletions(&api));
+
+    // One try shed: the next one lands, and CA is answered.
+    api.throttle_next_configmap_writes_of("gpupool-delete", 1);
+    decrease(&mut h, "l4", -1).await.unwrap();
+    assert_eq!(h.target("l4").await, 2);
+    let journalled = deletions(&api);
+    assert_eq!(journalled.len(), 1, "{journalled:?}");
+    let cancelled = journalled[0]["cancelled"].as_object().unwrap();
+    assert_eq!(cancelled.len(), 1, "{journalled:?}");
+    assert_eq!(cancelled.values().next().unwrap(), 1);
+
+    // The request goes as first asked; the cancelled slot's instance goes
+    // on arrival, and both entries close once the listing shows it all.
+    h.refresh().await;
+    h.settle().await;
+    let open = entries(&api);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["count"], 3);
+    let live = |h: &Harness| {
+        let sim = h.sim.clone();
+        async move {
+            sim.list_instances()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|i| {
+                    matches!(
+                        i.state,
+                        gpupool_cloud::InstanceState::Pending
+                            | gpupool_cloud::InstanceState::Running
+                    )
+                })
+                .count()
+        }
+    };
+    assert_eq!(live(&h).await, 2, "three made, the cancelled one deleted");
+    assert_eq!(h.target("l4").await, 2);
+    h.refresh().await;
+    h.settle().await;
+    h.refresh().await;
+    h.settle().await;
+    assert!(entries(&api).is_empty(), "{:?}", entries(&api));
+    assert!(deletions(&api).is_empty(), "{:?}", deletions(&api));
     h.stop().await;
 }

@@ -8,7 +8,11 @@ use super::journal::Deletion;
 use super::{Fleet, GroupState, JOURNAL_WAIT, Work};
 use gpupool_cloud::{GroupId, InstanceId, RequestId};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+/// The first pause before a journal write is tried again; doubled each
+/// time, within [`JOURNAL_WAIT`].
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// One deletion's entry stays until the cloud took the terminate of each
 /// of its instances and each request it cancelled slots of is settled
@@ -107,20 +111,25 @@ impl Deletions {
 impl Fleet {
     /// Journals a deletion CA is about to be answered for, so that a crash
     /// before the cloud takes the terminate does not bring its instances
-    /// back; its key, or why it could not be written (logged and counted).
-    /// Nothing to journal: no key.
+    /// back (nor its cancelled slots); its key, or why it could not be
+    /// written (logged and counted). Nothing to journal: no key.
+    ///
+    /// A write the API server shed or failed is tried again, with the same
+    /// key, until [`JOURNAL_WAIT`] is spent: an entry that landed although
+    /// its answer was lost answers the next try 409, which is success, so
+    /// a lost answer does not turn into a refusal whose entry is there.
     pub(super) async fn journal_deletion(
         &self,
         index: usize,
         ids: &[InstanceId],
         cancelled: BTreeMap<RequestId, u32>,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, (String, String)> {
         if ids.is_empty() && cancelled.is_empty() {
             return Ok(None);
         }
         let group = self.specs[index].id.clone();
         let deletion = Deletion {
-            key: format!("{group}-{:016x}", rand::random::<u64>()),
+            key: self.new_id(&group),
             group,
             instances: ids.to_vec(),
             cancelled,
@@ -135,24 +144,34 @@ impl Fleet {
                 requests: deletion.cancelled.keys().cloned().collect(),
             },
         );
-        let written =
-            tokio::time::timeout(JOURNAL_WAIT, self.journal.open_deletion(&deletion)).await;
-        let error = match written {
-            Ok(Ok(())) => {
-                self.metrics.journal_call("open_deletion", true);
-                return Ok(Some(deletion.key));
+        let deadline = tokio::time::Instant::now() + JOURNAL_WAIT;
+        let mut pause = RETRY_PAUSE;
+        let error = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let written = tokio::time::timeout(left, self.journal.open_deletion(&deletion)).await;
+            match written {
+                Ok(Ok(())) => {
+                    self.metrics.journal_call("open_deletion", true);
+                    return Ok(Some(deletion.key));
+                }
+                Ok(Err(e)) => {
+                    self.metrics.journal_call("open_deletion", false);
+                    let again = tokio::time::Instant::now() + pause;
+                    if !e.transient() || again >= deadline {
+                        break e.to_string();
+                    }
+                    tracing::debug!(group = %deletion.group, error = %e, "deletion journal write failed; trying again");
+                    tokio::time::sleep_until(again).await;
+                    pause *= 2;
+                }
+                Err(_) => {
+                    self.metrics.journal_call("open_deletion", false);
+                    break format!("no answer within {JOURNAL_WAIT:?}");
+                }
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {JOURNAL_WAIT:?}"),
         };
-        self.metrics.journal_call("open_deletion", false);
         tracing::warn!(group = %deletion.group, error, "deletion not journalled");
-        if !ids.is_empty() {
-            // Refused: an entry that landed after all must not delete them.
-            self.lock().deletions.forget(&deletion.key);
-            self.close_deletion(&deletion.key).await;
-        }
-        Err(error)
+        Err((deletion.key, error))
     }
 
     /// Deletions settled by `settle` (an instance's terminate taken, a

@@ -177,7 +177,9 @@ impl NodeRef {
     }
 }
 
-#[derive(Debug)]
+/// Cloneable so a change can be tried on a copy first (to journal what it
+/// would cancel before making it).
+#[derive(Clone, Debug)]
 pub struct GroupState {
     pub spec: Arc<GroupSpec>,
     provider: String,
@@ -434,7 +436,7 @@ impl GroupState {
         {
             l.replacement = Some(request.clone());
         }
-        self.in_flight.insert(request.clone(), Flight::new());
+        self.in_flight.insert(request.clone(), Flight::new(delta));
         Ok(Work::Create(self.create_request(request, delta)))
     }
 
@@ -474,19 +476,6 @@ impl GroupState {
             }
         }
         Ok(())
-    }
-
-    /// The instances `delete_nodes(nodes)` would delete now, or why it
-    /// would refuse; changes nothing.
-    pub fn plan_delete(&self, nodes: &[NodeRef]) -> Result<Vec<InstanceId>, FleetError> {
-        let (indices, _) = self.check_delete(nodes)?;
-        Ok(indices
-            .iter()
-            .filter_map(|&i| match &self.members[i] {
-                Member::Live(instance) => Some(instance.id.clone()),
-                _ => None,
-            })
-            .collect())
     }
 
     /// `NodeGroupDeleteNodes`: all of them or none. Real instances may not take
@@ -706,6 +695,48 @@ impl GroupState {
         work
     }
 
+    /// Instances found in the cloud past the group's max (left running by
+    /// work a crash cut short, such as the terminate of a cancelled slot's
+    /// late instance) are deleted: newest and unregistered first, never
+    /// one an interruption operation holds. CA may never be shown a target
+    /// past max.
+    pub fn trim_past_max(&mut self) -> Option<Work> {
+        let past = self.target().saturating_sub(self.spec.max_size) as usize;
+        if past == 0 {
+            return None;
+        }
+        let mut candidates: Vec<(bool, std::time::SystemTime, InstanceId)> = self
+            .members
+            .iter()
+            .filter_map(|m| match m {
+                Member::Live(i) if !self.leaving.contains_key(&i.provider_id) => {
+                    Some((i.node_name.is_some(), i.launched_at, i.id.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        // Unregistered first, then newest.
+        candidates.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let mut ids = Vec::new();
+        for (_, _, id) in candidates.into_iter().take(past) {
+            if let Some(at) = self
+                .members
+                .iter()
+                .position(|m| matches!(m, Member::Live(i) if i.id == id))
+                && let Member::Live(instance) = self.members.remove(at)
+            {
+                ids.push(self.start_deleting(instance, Why::Ca));
+            }
+        }
+        tracing::warn!(
+            group = %self.spec.id,
+            max = self.spec.max_size,
+            deleting = ids.len(),
+            "instances found past the group's max; deleting the newest"
+        );
+        (!ids.is_empty()).then_some(Work::Delete(ids))
+    }
+
     /// An instance the cloud has, pending or running.
     fn arrive(&mut self, instance: Instance) -> Option<Work> {
         if let Some(d) = self.deleting.get_mut(&instance.id) {
@@ -880,8 +911,10 @@ impl GroupState {
         }
     }
 
-    /// A requested slot was cancelled: if its create call is under way or
-    /// was sent before, the instance it brings is deleted on arrival.
+    /// A requested slot was cancelled. Its request still asks for it (see
+    /// [`Flight::count`]): the instance it brings is deleted on arrival,
+    /// and the cancellation is journalled against the request. A request
+    /// never sent and left with no slot is dropped instead.
     fn forget_requested(&mut self, removed: &Member) {
         let Member::Requested { request, .. } = removed else {
             return;
@@ -889,15 +922,16 @@ impl GroupState {
         let Some(flight) = self.in_flight.get(request) else {
             return;
         };
-        // A call under way, or one sent before (its answer lost), may make
-        // the instance; a repeat asks the same count.
-        if flight.under_way || flight.sent.is_some() {
-            *self.discard.entry(request.clone()).or_default() += 1;
-            *self.cancelled.entry(request.clone()).or_default() += 1;
-        } else if self.requested_of(request) == 0 {
+        let idle = !flight.under_way && flight.sent.is_none();
+        if idle && self.requested_of(request) == 0 {
             self.in_flight.remove(request);
+            self.discard.remove(request);
+            self.cancelled.remove(request);
             // Its journal write failed, but may have been made.
             self.closing.push(request.clone());
+        } else {
+            *self.discard.entry(request.clone()).or_default() += 1;
+            *self.cancelled.entry(request.clone()).or_default() += 1;
         }
     }
 

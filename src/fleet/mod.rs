@@ -72,6 +72,9 @@ pub struct Fleet {
     unavailable: offerings::Unavailable,
     cooldown: Duration,
     journal: WorkJournal,
+    /// Draws request ids and deletion keys: from the OS's entropy, or
+    /// seeded ([`Fleet::seed_ids`]) so a fault suite's run replays.
+    ids: Mutex<rand::rngs::StdRng>,
 }
 
 struct Inner {
@@ -165,7 +168,23 @@ impl Fleet {
             unavailable: offerings::Unavailable::default(),
             cooldown: rate.offering_cooldown,
             journal,
+            ids: Mutex::new(rand::SeedableRng::from_os_rng()),
         })
+    }
+
+    /// Draws the ids of this fleet's requests and deletions from `seed`
+    /// from now on, so a seeded fault-suite run replays exactly. A
+    /// restarted fleet needs a seed of its own: ids must not repeat.
+    pub fn seed_ids(&self, seed: u64) {
+        *self.ids.lock().unwrap_or_else(|p| p.into_inner()) =
+            rand::SeedableRng::seed_from_u64(seed);
+    }
+
+    /// A fresh id for work of `group`: unique, as the journal's entries
+    /// and the cloud's idempotency keys need.
+    fn new_id(&self, group: &GroupId) -> String {
+        let n: u64 = rand::Rng::random(&mut *self.ids.lock().unwrap_or_else(|p| p.into_inner()));
+        format!("{group}-{n:016x}")
     }
 
     /// The groups as configured, in config order.
@@ -201,7 +220,7 @@ impl Fleet {
 
     pub fn increase_size(self: &Arc<Self>, id: &str, delta: i32) -> Result<(), FleetError> {
         let index = self.group_index(id)?;
-        let request = new_request_id(&self.specs[index].id);
+        let request = RequestId::new(self.new_id(&self.specs[index].id));
         let work = self.change(index, |g| g.increase(delta, request))?;
         tracing::info!(group = id, delta, "increase size");
         self.dispatch(index, vec![work]);
@@ -267,22 +286,30 @@ impl Fleet {
         self.publish(&mut inner, [index]);
     }
 
-    /// `NodeGroupDecreaseTargetSize`: requested slots cancelled; those of
-    /// requests already sent are journalled (see [`Fleet::delete_nodes`]),
-    /// so a restart does not ask for them again.
+    /// `NodeGroupDecreaseTargetSize`: requested slots cancelled. Those of
+    /// requests that may be (or were) sent are journalled first, as
+    /// [`Fleet::delete_nodes`] journals its instances: a restart must not
+    /// ask for them again. A journal that cannot be written refuses the
+    /// call with UNAVAILABLE, nothing changed.
     pub async fn decrease_target_size(&self, id: &str, delta: i32) -> Result<(), FleetError> {
         let index = self.group_index(id)?;
-        let cancelled = self.change(index, |g| {
+        let (_, planned) = self.trial(index, |g| g.decrease_target(delta))?;
+        let key = self.journal_or_refuse(index, &[], planned.clone()).await?;
+        let applied = self.change(index, |g| {
             g.decrease_target(delta)?;
             Ok(g.take_cancelled())
-        })?;
+        });
+        let cancelled = match applied {
+            Ok(cancelled) => cancelled,
+            Err(refused) => return Err(self.unjournal(key, refused).await),
+        };
         tracing::info!(group = id, delta, "decrease target size");
-        // Best effort: a lost one is re-asked within max after a restart.
-        let _ = self.journal_deletion(index, &[], cancelled).await;
+        self.journal_unplanned(index, &planned, cancelled).await;
         Ok(())
     }
 
-    /// `NodeGroupDeleteNodes`: the instances to delete journalled first
+    /// `NodeGroupDeleteNodes`: what the call deletes (instances, and slots
+    /// of requests that may be sent) journalled first, in one entry
     /// (waiting at most [`JOURNAL_WAIT`], inside CA's deadline), then the
     /// target lowered and the terminates sent in the background. A journal
     /// that cannot be written refuses the call with UNAVAILABLE (CA tries
@@ -293,34 +320,21 @@ impl Fleet {
         nodes: &[NodeRef],
     ) -> Result<(), FleetError> {
         let index = self.group_index(id)?;
-        let planned = {
-            let inner = self.lock();
-            if inner.synced_at.is_none() {
-                return Err(FleetError::NotSynced(self.specs[index].id.clone()));
-            }
-            inner.groups[index].plan_delete(nodes)?
+        let (planned, cancels) = self.trial(index, |g| g.delete_nodes(nodes))?;
+        let planned = match planned {
+            Some(Work::Delete(ids)) => ids,
+            _ => Vec::new(),
         };
         let key = self
-            .journal_deletion(index, &planned, Default::default())
-            .await
-            .map_err(|reason| FleetError::JournalUnavailable {
-                group: self.specs[index].id.clone(),
-                reason,
-            })?;
+            .journal_or_refuse(index, &planned, cancels.clone())
+            .await?;
         let applied = self.change(index, |g| {
             let work = g.delete_nodes(nodes)?;
             Ok((work, g.take_cancelled()))
         });
         let (work, cancelled) = match applied {
             Ok(applied) => applied,
-            Err(refused) => {
-                // Changed meanwhile (a concurrent call): nothing deleted.
-                if let Some(key) = key {
-                    self.lock().deletions.forget(&key);
-                    self.close_deletion(&key).await;
-                }
-                return Err(refused);
-            }
+            Err(refused) => return Err(self.unjournal(key, refused).await),
         };
         tracing::info!(group = id, nodes = nodes.len(), "delete nodes");
         if let Some(key) = &key {
@@ -330,11 +344,72 @@ impl Fleet {
             };
             self.lock().deletions.applied(key, applied);
         }
-        // Cancelled slots of requests already sent: best effort (a lost
-        // one is re-asked within max after a restart).
-        let _ = self.journal_deletion(index, &[], cancelled).await;
+        self.journal_unplanned(index, &cancels, cancelled).await;
         self.dispatch(index, work.into_iter().collect());
         Ok(())
+    }
+
+    /// A change tried on a copy of the group: what it returns and the
+    /// slots it would cancel, or why it is refused. Nothing changes.
+    fn trial<T>(
+        &self,
+        index: usize,
+        f: impl FnOnce(&mut GroupState) -> Result<T, FleetError>,
+    ) -> Result<(T, std::collections::BTreeMap<RequestId, u32>), FleetError> {
+        let inner = self.lock();
+        if inner.synced_at.is_none() {
+            return Err(FleetError::NotSynced(self.specs[index].id.clone()));
+        }
+        let mut copy = inner.groups[index].clone();
+        drop(inner);
+        let out = f(&mut copy)?;
+        Ok((out, copy.take_cancelled()))
+    }
+
+    async fn journal_or_refuse(
+        &self,
+        index: usize,
+        ids: &[gpupool_cloud::InstanceId],
+        cancelled: std::collections::BTreeMap<RequestId, u32>,
+    ) -> Result<Option<String>, FleetError> {
+        match self.journal_deletion(index, ids, cancelled).await {
+            Ok(key) => Ok(key),
+            Err((key, reason)) => {
+                // Refused: an entry that landed after all must not act.
+                self.unjournal(Some(key), ()).await;
+                Err(FleetError::JournalUnavailable {
+                    group: self.specs[index].id.clone(),
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// A journalled change refused when made (the group changed
+    /// meanwhile, as a concurrent call may): its entry goes.
+    async fn unjournal<E>(&self, key: Option<String>, refused: E) -> E {
+        if let Some(key) = key {
+            self.lock().deletions.forget(&key);
+            self.close_deletion(&key).await;
+        }
+        refused
+    }
+
+    /// The group changed between the trial and the change (a create
+    /// answered, a retry went out): cancellations it made that the
+    /// journalled trial did not are journalled too, best effort (a lost
+    /// one is asked for again, within max, after a restart).
+    async fn journal_unplanned(
+        &self,
+        index: usize,
+        planned: &std::collections::BTreeMap<RequestId, u32>,
+        mut applied: std::collections::BTreeMap<RequestId, u32>,
+    ) {
+        applied.retain(|request, n| {
+            *n = n.saturating_sub(planned.get(request).copied().unwrap_or(0));
+            *n > 0
+        });
+        let _ = self.journal_deletion(index, &[], applied).await;
     }
 
     /// Lists the cloud and brings every group in line; the first sync also
@@ -429,6 +504,15 @@ impl Fleet {
                     }
                 }
                 inner.restored = true;
+            }
+            for (i, work) in &mut work {
+                if let Some(trim) = inner.groups[*i].trim_past_max() {
+                    if let Work::Delete(ids) = &trim {
+                        self.metrics
+                            .past_max_deleted(self.specs[*i].id.as_str(), ids.len());
+                    }
+                    work.push(trim);
+                }
             }
             // Instances no longer waiting for a terminate (the cloud
             // stopped them, or took a terminate whose answer failed)
@@ -779,10 +863,6 @@ fn group_cost(book: &PriceBook, view: &GroupView) -> f64 {
                 .ok()
         })
         .sum()
-}
-
-fn new_request_id(group: &GroupId) -> RequestId {
-    RequestId::new(format!("{group}-{:016x}", rand::random::<u64>()))
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {

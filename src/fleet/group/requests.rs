@@ -23,8 +23,13 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::SystemTime;
 
 /// A create request not yet answered.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Flight {
+    /// How many instances it asks for, first to last: slots CA cancels
+    /// meanwhile are not taken off it but deleted on arrival, so every
+    /// journal write of the request holds the count its journalled
+    /// cancellations are counted against.
+    pub(super) count: u32,
     /// A call is under way.
     pub(super) under_way: bool,
     /// The request as journalled before its first call; `None` until then.
@@ -32,8 +37,9 @@ pub(super) struct Flight {
 }
 
 impl Flight {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(count: u32) -> Self {
         Self {
+            count,
             under_way: true,
             sent: None,
         }
@@ -42,7 +48,7 @@ impl Flight {
 
 /// A journalled request the cloud answered, waiting for the listing to
 /// show the instances it made.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Unlisted {
     pub(super) ids: BTreeSet<InstanceId>,
     pub(super) since: SystemTime,
@@ -50,10 +56,10 @@ pub(super) struct Unlisted {
 
 impl GroupState {
     /// The request is journalled and about to be sent: a retry sends this
-    /// again, not a request rebuilt from the slots left.
-    /// It may be an earlier try's, written by a call whose answer was
-    /// lost and asking more than the slots left: the surplus is deleted
-    /// on arrival.
+    /// again, not a request rebuilt from the slots left. It asks more than
+    /// the slots left when CA cancelled some meanwhile: the surplus is
+    /// deleted on arrival (nothing has arrived yet: this is its first
+    /// call).
     pub fn record_sent(&mut self, request: &CreateRequest) {
         let id = &request.request_id;
         let Some(flight) = self.in_flight.get_mut(id) else {
@@ -62,8 +68,13 @@ impl GroupState {
         let first = flight.sent.is_none();
         flight.sent = Some(request.clone());
         let slots = self.requested_of(id);
-        if first && request.count > slots {
-            *self.discard.entry(id.clone()).or_default() += request.count - slots;
+        if first {
+            let surplus = request.count.saturating_sub(slots);
+            if surplus > 0 {
+                self.discard.insert(id.clone(), surplus);
+            } else {
+                self.discard.remove(id);
+            }
         }
     }
 
@@ -154,6 +165,7 @@ impl GroupState {
         self.in_flight.insert(
             id.clone(),
             Flight {
+                count: sent.count,
                 under_way: true,
                 sent: Some(sent.clone()),
             },
@@ -239,28 +251,28 @@ impl GroupState {
     }
 
     /// Requests whose last call did not get through, sent again: as
-    /// journalled, or (never journalled) for the slots left.
+    /// journalled, or (never journalled) for the count first asked, its
+    /// cancelled slots deleted on arrival (the first journal write may
+    /// have landed with that count, and the cancellations journalled
+    /// count against it).
     pub(super) fn retry(&mut self) -> Vec<Work> {
         let mut waiting: Vec<_> = self
             .in_flight
             .iter()
             .filter(|(_, f)| !f.under_way)
-            .map(|(r, f)| (r.clone(), f.sent.clone()))
+            .map(|(r, f)| (r.clone(), f.count, f.sent.clone()))
             .collect();
         // A map has no order: by id, the same state sends in the same
         // order.
         waiting.sort_by(|a, b| a.0.cmp(&b.0));
         let mut work = Vec::new();
-        for (request, sent) in waiting {
+        for (request, count, sent) in waiting {
             if let Some(f) = self.in_flight.get_mut(&request) {
                 f.under_way = true;
             }
             work.push(match sent {
                 Some(sent) => Work::Resend(sent),
-                None => {
-                    let count = self.requested_of(&request);
-                    Work::Create(self.create_request(request, count))
-                }
+                None => Work::Create(self.create_request(request, count)),
             });
         }
         work

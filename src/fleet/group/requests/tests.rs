@@ -245,3 +245,63 @@ fn a_journal_entry_from_an_earlier_try_is_sent_and_its_surplus_deleted() {
         "{work:?}"
     );
 }
+
+#[test]
+fn a_request_whose_journal_write_failed_is_sent_for_the_count_first_asked_against_its_cancellations()
+ {
+    let mut g = GroupState::new(spec(0, 5), "p");
+    let Work::Create(request) = g.increase(3, RequestId::new("r")).unwrap() else {
+        panic!("a create")
+    };
+    let r = request.request_id.clone();
+    g.create_finished(
+        &r,
+        Err(CloudError::throttled("CreateJournalUnavailable", "500")),
+        t0(),
+    );
+    g.decrease_target(-1).unwrap();
+    // The entry may have landed with three: the cancellation counts
+    // against that, and is journalled.
+    assert_eq!(
+        g.take_cancelled(),
+        std::collections::BTreeMap::from([(r.clone(), 1)])
+    );
+    let work = g.reconcile(vec![], t0());
+    let [Work::Create(retry)] = work.as_slice() else {
+        panic!("a create: {work:?}")
+    };
+    assert_eq!(retry.count, 3, "the count first asked, not the slots left");
+    g.record_sent(retry);
+    let work = g.create_finished(&r, created(running(&["i0", "i1", "i2"], &r)), t0());
+    assert_eq!(g.target(), 2);
+    assert_eq!(live(&g), 2);
+    assert!(
+        matches!(work.as_slice(), [Work::Delete(ids)] if ids.len() == 1),
+        "one deleted, not two: {work:?}"
+    );
+}
+
+#[test]
+fn instances_found_past_max_are_deleted_newest_and_unregistered_first() {
+    let mut g = GroupState::new(spec(0, 2), "p");
+    let r = RequestId::new("r");
+    let mut found = running(&["old", "new", "unregistered"], &r);
+    found[1].launched_at = t0() + Duration::from_secs(60);
+    found[2].node_name = None;
+    g.reconcile(found, t0() + Duration::from_secs(90));
+    assert_eq!(g.target(), 3, "adopted as found");
+    let Some(Work::Delete(ids)) = g.trim_past_max() else {
+        panic!("a delete")
+    };
+    assert_eq!(ids, vec![gpupool_cloud::InstanceId::new("unregistered")]);
+    assert_eq!(g.target(), 2);
+    assert_eq!(g.trim_past_max(), None, "within max now");
+    let mut g = GroupState::new(spec(0, 1), "p");
+    let mut found = running(&["old", "new"], &r);
+    found[1].launched_at = t0() + Duration::from_secs(60);
+    g.reconcile(found, t0() + Duration::from_secs(90));
+    assert_eq!(
+        g.trim_past_max(),
+        Some(Work::Delete(vec![gpupool_cloud::InstanceId::new("new")]))
+    );
+}
