@@ -282,7 +282,7 @@ pub async fn start_on(
         fleet.clone(),
         floors.clone(),
         match (&config.kubernetes, &client) {
-            (Some(k), Some(client)) => crate::interrupt::Journal::Cluster(Box::new(
+            (Some(k), Some(client)) => crate::interrupt::Journal::Cluster(Arc::new(
                 crate::cluster::journal::ConfigMaps::new(client.clone(), &k.namespace),
             )),
             _ => crate::interrupt::Journal::memory(),

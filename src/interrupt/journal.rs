@@ -4,11 +4,14 @@
 use super::Operation;
 use crate::cluster::journal::{ConfigMaps, Created, JournalError};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+/// Clones share the journal: a test restarts the engine on the same one,
+/// as a restarted process finds the same ConfigMaps.
+#[derive(Clone)]
 pub enum Journal {
-    Cluster(Box<ConfigMaps>),
-    Memory(Mutex<BTreeMap<String, Operation>>),
+    Cluster(Arc<ConfigMaps>),
+    Memory(Arc<Mutex<BTreeMap<String, Operation>>>),
 }
 
 impl std::fmt::Debug for Journal {
@@ -22,7 +25,7 @@ impl std::fmt::Debug for Journal {
 
 impl Journal {
     pub fn memory() -> Self {
-        Journal::Memory(Mutex::new(BTreeMap::new()))
+        Journal::Memory(Arc::default())
     }
 
     fn mem(
