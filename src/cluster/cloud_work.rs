@@ -1,5 +1,6 @@
 //! The journal of cloud work in the cluster: one ConfigMap per create
-//! request, and one per DeleteNodes CA was answered, in gpupool's
+//! request, and one per DeleteNodes or DecreaseTargetSize CA was answered
+//! (see `crate::fleet::journal::Deletion`), in gpupool's
 //! namespace, labelled so a restart lists them all. A create's is written
 //! (POST) before its first cloud call and deleted once the cloud's listing
 //! shows what it made; a deletion's before CA is answered and deleted once
@@ -79,7 +80,9 @@ impl WorkMaps {
             .map_err(|reason| JournalError::Corrupt { name, reason })
     }
 
-    /// Journals the instances of a DeleteNodes.
+    /// Journals what a DeleteNodes or DecreaseTargetSize takes away; an
+    /// entry already there (409: an earlier try whose answer was lost)
+    /// counts as written, keys being unique.
     pub async fn open_deletion(&self, deletion: &Deletion) -> Result<(), JournalError> {
         let name = Self::deletion_name(&deletion.key);
         let json = serde_json::to_string_pretty(deletion).map_err(|e| JournalError::Corrupt {

@@ -1,5 +1,5 @@
-//! Journalled deletions: the instances of a DeleteNodes and the slots a
-//! DecreaseTargetSize cancelled of requests already sent, from the journal
+//! Journalled deletions: the instances of a DeleteNodes and the slots it or
+//! a DecreaseTargetSize cancelled of requests that may be sent, from the journal
 //! write (before CA is answered) until the cloud took every terminate and
 //! every cancelled request is settled; and, after a restart, taken up
 //! again before anything else.

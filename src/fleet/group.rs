@@ -196,9 +196,9 @@ pub struct GroupState {
     closing: Vec<RequestId>,
     /// Per request: instances CA no longer wants; delete them when they arrive.
     discard: HashMap<RequestId, u32>,
-    /// Slots of requests already sent (or being sent) that CA cancelled
-    /// since the engine last took them ([`GroupState::take_cancelled`]), to
-    /// journal.
+    /// Slots CA cancelled of requests that may still be sent (every one
+    /// but a request never sent and left with no slot) since the engine
+    /// last took them ([`GroupState::take_cancelled`]), to journal.
     cancelled: BTreeMap<RequestId, u32>,
     /// Cancellations journalled before a restart, per request, for
     /// [`GroupState::restore`].
@@ -728,13 +728,16 @@ impl GroupState {
                 ids.push(self.start_deleting(instance, Why::Ca));
             }
         }
+        if ids.is_empty() {
+            return None;
+        }
         tracing::warn!(
             group = %self.spec.id,
             max = self.spec.max_size,
             deleting = ids.len(),
             "instances found past the group's max; deleting the newest"
         );
-        (!ids.is_empty()).then_some(Work::Delete(ids))
+        Some(Work::Delete(ids))
     }
 
     /// An instance the cloud has, pending or running.

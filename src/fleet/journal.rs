@@ -1,7 +1,9 @@
 //! Where the fleet journals cloud work a crash must not lose: create
 //! requests between their first cloud call and the listing that shows what
-//! they made (see `group::requests`), and the instances of each DeleteNodes
-//! CA was answered for until the cloud took their terminate. In ConfigMaps
+//! they made (see `group::requests`), and what each DeleteNodes or
+//! DecreaseTargetSize CA was answered for took away (instances until the
+//! cloud took their terminate, cancelled slots until their request is
+//! settled). In ConfigMaps
 //! in the cluster, or (with no `kubernetes:` section) in memory, which a
 //! process restart forgets.
 

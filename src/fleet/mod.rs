@@ -34,8 +34,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 use tokio_util::task::TaskTracker;
 
-/// Longest DeleteNodes waits for each journal write (its instances, then
-/// any slots it cancelled): together well inside CA's 5 s deadline.
+/// Longest a DeleteNodes or DecreaseTargetSize waits for its journal entry
+/// (one write, tried again while the API server sheds or fails it): well
+/// inside CA's 5 s deadline.
 pub const JOURNAL_WAIT: Duration = Duration::from_secs(2);
 
 /// What [`Fleet::release`] did.

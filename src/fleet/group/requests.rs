@@ -89,8 +89,8 @@ impl GroupState {
             || self.doomed.contains_key(id)
     }
 
-    /// Slots of sent requests CA cancelled since the last call: what a
-    /// restart must not ask for again.
+    /// Slots CA cancelled of requests that may be sent, since the last
+    /// call: what a restart must not ask for again.
     pub fn take_cancelled(&mut self) -> BTreeMap<RequestId, u32> {
         std::mem::take(&mut self.cancelled)
     }

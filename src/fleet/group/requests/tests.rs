@@ -222,21 +222,28 @@ fn an_instance_ca_deleted_before_a_restart_is_deleted_when_a_resent_request_name
     assert_eq!((g.target(), live(&g)), (1, 1), "not adopted back");
 }
 
-#[test]
-fn a_journal_entry_from_an_earlier_try_is_sent_and_its_surplus_deleted() {
+/// Three asked for under request `r`, its journal write failed (it may
+/// have landed), then one slot cancelled by CA.
+fn three_asked_one_cancelled_unjournalled() -> (GroupState, CreateRequest) {
     let mut g = GroupState::new(spec(0, 5), "p");
     let Work::Create(request) = g.increase(3, RequestId::new("r")).unwrap() else {
         panic!("a create")
     };
-    let r = request.request_id.clone();
-    // The first journal write's answer was lost (it landed); CA cancelled
-    // one slot; the retry finds the earlier entry and sends it.
     g.create_finished(
-        &r,
+        &request.request_id,
         Err(CloudError::throttled("CreateJournalUnavailable", "504")),
         t0(),
     );
     g.decrease_target(-1).unwrap();
+    (g, request)
+}
+
+#[test]
+fn a_journal_entry_from_an_earlier_try_is_sent_and_its_surplus_deleted() {
+    // The first journal write's answer was lost (it landed); CA cancelled
+    // one slot; the retry finds the earlier entry and sends it.
+    let (mut g, request) = three_asked_one_cancelled_unjournalled();
+    let r = request.request_id.clone();
     g.record_sent(&request);
     let work = g.create_finished(&r, created(running(&["i0", "i1", "i2"], &r)), t0());
     assert_eq!(g.target(), 2);
@@ -249,17 +256,8 @@ fn a_journal_entry_from_an_earlier_try_is_sent_and_its_surplus_deleted() {
 #[test]
 fn a_request_whose_journal_write_failed_is_sent_for_the_count_first_asked_against_its_cancellations()
  {
-    let mut g = GroupState::new(spec(0, 5), "p");
-    let Work::Create(request) = g.increase(3, RequestId::new("r")).unwrap() else {
-        panic!("a create")
-    };
-    let r = request.request_id.clone();
-    g.create_finished(
-        &r,
-        Err(CloudError::throttled("CreateJournalUnavailable", "500")),
-        t0(),
-    );
-    g.decrease_target(-1).unwrap();
+    let (mut g, request) = three_asked_one_cancelled_unjournalled();
+    let r = request.request_id;
     // The entry may have landed with three: the cancellation counts
     // against that, and is journalled.
     assert_eq!(
