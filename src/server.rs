@@ -229,10 +229,6 @@ pub async fn start_on(
     if let Err(e) = fleet.refresh_prices().await {
         tracing::warn!(error = %e, "no live prices from the cloud; serving the offline price table");
     }
-    if let Err(e) = fleet.sync().await {
-        tracing::warn!(error = %e, "first sync with the cloud failed; not ready until one succeeds");
-    }
-
     let floors = Arc::new(crate::preprovision::Floors::new(
         crate::preprovision::plans(fleet.specs()),
         crate::preprovision::cronjob::candidates(
@@ -294,11 +290,11 @@ pub async fn start_on(
         config.interruption.clone(),
         cancel.clone(),
     );
-    cluster_tasks.push(tokio::spawn(
-        interruptions
-            .clone()
-            .resume_when_ready(Duration::from_secs(1)),
-    ));
+    // After the interruption engine is built: the first sync takes up the
+    // operations it journalled before a restart with the listing.
+    if let Err(e) = fleet.sync().await {
+        tracing::warn!(error = %e, "first sync with the cloud failed; not ready until one succeeds");
+    }
     cluster_tasks.push(tokio::spawn({
         let mut boots = fleet.boots().subscribe();
         let engine = interruptions.clone();

@@ -722,6 +722,7 @@ fn standby(victim: &Node, received: SystemTime, want: u32) -> gpupool::interrupt
         received_at: utc(received),
         deadline: None,
         want: Some(want),
+        lowered_for: Default::default(),
         step: Step::Marked,
         drain_started: None,
         evicted: 0,
@@ -1001,11 +1002,23 @@ async fn a_crash_after_any_step_resumes_from_the_journal_with_exactly_one_replac
         // The process dies here (its operation stopped at the point).
         run.server.shutdown().await;
 
+        // Taken up by the first sync, before the first answer to CA: the
+        // replacement's minSize until the instance is let go, none after.
         let mut run = rig.serve(None).await;
-        eventually(&format!("{point:?}: resumed"), async || {
-            run.server.interruptions.operations().len() == 1
-        })
-        .await;
+        assert_eq!(
+            run.server.interruptions.operations().len(),
+            1,
+            "{point:?}: resumed"
+        );
+        let first = min_size(&mut run).await;
+        match point {
+            FaultPoint::Marked | FaultPoint::Cordoned | FaultPoint::Drained => {
+                assert_eq!(first, 4, "{point:?}: the replacement's minSize at once");
+            }
+            FaultPoint::Releasing | FaultPoint::Released => {
+                assert!(first < 4, "{point:?}: floor dropped with the release");
+            }
+        }
         targets.push(ca_step(&rig, &mut run, &mut ca, pending(&rig)).await.target);
         released(&rig, &victim).await;
         targets.push(ca_step(&rig, &mut run, &mut ca, pending(&rig)).await.target);

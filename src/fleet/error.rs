@@ -63,4 +63,8 @@ pub enum SyncError {
     /// before a restart); until it can, changes stay refused.
     #[error("journal of cloud work not read: {0}")]
     Journal(JournalError),
+    /// Marks journalled by another part (interruption operations under
+    /// way before a restart) are read with the listing they apply to.
+    #[error("interruption journal not read: {0}")]
+    Marks(String),
 }

@@ -77,9 +77,9 @@ pub enum Why {
     Ca,
     /// An interruption operation let it go. Departing.
     Released,
-    /// The cloud stopped a member. Departing; `leaving`: it had an
-    /// interruption operation.
-    Stopped { leaving: bool },
+    /// The cloud stopped a member (with an interruption operation under
+    /// way, or without a notice). Departing.
+    Stopped,
     /// Found on its way out with nothing known of it (after a restart).
     /// Not counted.
     Found,
@@ -88,13 +88,7 @@ pub enum Why {
 impl Deleting {
     /// Still counted in the target: it left without CA asking.
     pub fn departing(&self) -> bool {
-        matches!(self.why, Why::Released | Why::Stopped { .. })
-    }
-
-    /// Departing out of an interruption operation: when it goes, the
-    /// `want` of the group's other operations drops by one.
-    fn departing_leaving(&self) -> bool {
-        matches!(self.why, Why::Released | Why::Stopped { leaving: true })
+        matches!(self.why, Why::Released | Why::Stopped)
     }
 }
 
@@ -275,11 +269,7 @@ impl GroupState {
         want: Want,
         draining: bool,
     ) -> Result<Option<u32>, NotMember> {
-        let live = self
-            .members
-            .iter()
-            .any(|m| matches!(m, Member::Live(i) if i.provider_id.as_str() == provider_id));
-        if !live {
+        if !self.has_member(provider_id) {
             return Err(NotMember);
         }
         let max = self.spec.max_size;
@@ -366,7 +356,8 @@ impl GroupState {
     /// every other leaving entry's `want` drops by one per member gone,
     /// since the target it was counted against lost that member. (A
     /// member let go or stopped by the cloud departs instead: its entry
-    /// goes at once, and the others' wants drop when it is gone.)
+    /// goes at once, and the wants drop when it is gone, as for any member
+    /// the cloud stops.)
     fn prune_leaving(&mut self) {
         if self.leaving.is_empty() {
             return;
@@ -381,8 +372,13 @@ impl GroupState {
         self.lower_wants(before - self.leaving.len());
     }
 
-    /// `gone` instances that left through interruption operations have
-    /// left the target: the other operations ask that much less.
+    /// `gone` instances counted in the target have left it without CA
+    /// asking (let go by an interruption operation, or stopped by the
+    /// cloud, with a notice or without): each operation's `want` was counted
+    /// with them, so it asks that much less. Else CA would buy a node for
+    /// an unannounced loss on top of the replacements, whether the lost
+    /// node's pods need one or not; they go pending, and CA's own scale-up
+    /// decides.
     fn lower_wants(&mut self, gone: usize) {
         let gone = u32::try_from(gone).unwrap_or(u32::MAX);
         if gone > 0 {
@@ -390,6 +386,23 @@ impl GroupState {
                 l.want = l.want.map(|w| w.saturating_sub(gone));
             }
         }
+    }
+
+    /// Whether a live member has this providerID.
+    pub fn has_member(&self, provider_id: &str) -> bool {
+        self.members
+            .iter()
+            .any(|m| matches!(m, Member::Live(i) if i.provider_id.as_str() == provider_id))
+    }
+
+    /// Whether the instance counts in the target: a live member, or
+    /// departing.
+    pub fn counts_in_target(&self, provider_id: &str) -> bool {
+        self.has_member(provider_id)
+            || self
+                .deleting
+                .values()
+                .any(|d| d.departing() && d.instance.provider_id.as_str() == provider_id)
     }
 
     fn live(&self) -> u32 {
@@ -532,14 +545,14 @@ impl GroupState {
         }
         // CA deleting a departing instance lowers its own target for it:
         // it is counted no more (a repeated call changes nothing).
-        let mut uncounted_leaving = 0;
+        let mut uncounted = 0;
         for id in departing {
             if let Some(d) = self.deleting.get_mut(&id).filter(|d| d.departing()) {
-                uncounted_leaving += usize::from(d.departing_leaving());
+                uncounted += 1;
                 d.why = Why::Ca;
             }
         }
-        self.lower_wants(uncounted_leaving);
+        self.lower_wants(uncounted);
         self.prune_leaving();
         (!ids.is_empty()).then_some(Work::Delete(ids))
     }
@@ -656,29 +669,39 @@ impl GroupState {
                 }
             }
         }
+        // Gone from the listing without a stop seen (terminated and no
+        // longer listed): a loss like any stop. Leaving members are
+        // counted by the pruning.
+        let leaving = &self.leaving;
+        let mut vanished = 0;
         self.members.retain(|m| match m {
             Member::Live(i) => {
-                seen.contains(&i.id)
-                    || now.duration_since(i.launched_at).unwrap_or_default() < LIST_GRACE
+                let kept = seen.contains(&i.id)
+                    || now.duration_since(i.launched_at).unwrap_or_default() < LIST_GRACE;
+                if !kept && !leaving.contains_key(&i.provider_id) {
+                    vanished += 1;
+                }
+                kept
             }
             _ => true,
         });
+        self.lower_wants(vanished);
         self.prune_leaving();
         // Gone once the listing misses it, but for one launched too
         // recently to be listed yet: its delete may not have got through.
-        let mut gone_leaving = 0;
+        let mut gone = 0;
         self.deleting.retain(|id, d| {
             let kept = seen.contains(id)
                 || now
                     .duration_since(d.instance.launched_at)
                     .unwrap_or_default()
                     < LIST_GRACE;
-            if !kept && d.departing_leaving() {
-                gone_leaving += 1;
+            if !kept && d.departing() {
+                gone += 1;
             }
             kept
         });
-        self.lower_wants(gone_leaving);
+        self.lower_wants(gone);
         let unconfirmed: Vec<_> = self
             .deleting
             .values()
@@ -794,7 +817,7 @@ impl GroupState {
             .extract_if(.., |m| matches!(m, Member::Live(i) if i.id == instance.id))
             .next()
             .is_some();
-        let was_leaving = self.leaving.remove(&instance.provider_id).is_some();
+        self.leaving.remove(&instance.provider_id);
         if member {
             tracing::warn!(
                 group = %self.spec.id,
@@ -805,9 +828,7 @@ impl GroupState {
         }
         let why = match self.deleting.remove(&instance.id) {
             Some(known) => known.why,
-            None if member => Why::Stopped {
-                leaving: was_leaving,
-            },
+            None if member => Why::Stopped,
             None => Why::Found,
         };
         if instance.state == InstanceState::Terminated {
@@ -816,7 +837,7 @@ impl GroupState {
                 confirmed: true,
                 why,
             };
-            if gone.departing_leaving() {
+            if gone.departing() {
                 self.lower_wants(1);
             }
         } else {

@@ -11,6 +11,7 @@ mod error;
 mod group;
 pub mod journal;
 pub mod offerings;
+mod resume;
 mod snapshot;
 
 pub use error::{FleetError, SyncError};
@@ -19,6 +20,7 @@ pub use group::{
 };
 pub use journal::{Deletion, WorkJournal};
 pub use offerings::Offering;
+pub use resume::{Mark, Resumes};
 pub use snapshot::{GroupView, InstanceView, NodeState, Snapshot};
 
 use crate::boot::Boots;
@@ -76,6 +78,8 @@ pub struct Fleet {
     /// Draws request ids and deletion keys: from the OS's entropy, or
     /// seeded ([`Fleet::seed_ids`]) so a fault suite's run replays.
     ids: Mutex<rand::rngs::StdRng>,
+    /// A part whose journalled marks the next sync takes up.
+    resumes: resume::Pending,
 }
 
 struct Inner {
@@ -170,6 +174,7 @@ impl Fleet {
             cooldown: rate.offering_cooldown,
             journal,
             ids: Mutex::new(rand::SeedableRng::from_os_rng()),
+            resumes: resume::Pending::default(),
         })
     }
 
@@ -186,6 +191,13 @@ impl Fleet {
     fn new_id(&self, group: &GroupId) -> String {
         let n: u64 = rand::Rng::random(&mut *self.ids.lock().unwrap_or_else(|p| p.into_inner()));
         format!("{group}-{n:016x}")
+    }
+
+    /// Has the next sync read `part`'s journalled marks and apply them with
+    /// the listing, under the lock that publishes it. Registered before
+    /// the first sync, the marks are in every answer CA gets.
+    pub fn resume_with(&self, part: std::sync::Weak<dyn Resumes>) {
+        self.resumes.set(part);
     }
 
     /// The groups as configured, in config order.
@@ -414,7 +426,9 @@ impl Fleet {
     }
 
     /// Lists the cloud and brings every group in line; the first sync also
-    /// takes up the create requests journalled before a restart. On failure
+    /// takes up the create requests and deletions journalled before a
+    /// restart, and the sync after [`Fleet::resume_with`] the marks of the
+    /// part registered. On failure
     /// the last good state stays and the error is returned for the caller
     /// to report.
     pub async fn sync(self: &Arc<Self>) -> Result<(), SyncError> {
@@ -431,12 +445,27 @@ impl Fleet {
                 SyncError::Journal(e)
             })?
         };
+        let part = self.resumes.take();
+        let marks = match &part {
+            None => Vec::new(),
+            Some(p) => match p.marks().await {
+                Ok(marks) => marks,
+                Err(e) => {
+                    self.resumes.put_back(p);
+                    self.metrics.sync_failed();
+                    return Err(SyncError::Marks(e));
+                }
+            },
+        };
         self.limiter.until_ready().await;
         let listed = self.cloud.list_instances().await;
         self.metrics.cloud_call("list_instances", listed.is_ok());
         let listed = match listed {
             Ok(listed) => listed,
             Err(e) => {
+                if let Some(p) = &part {
+                    self.resumes.put_back(p);
+                }
                 self.metrics.sync_failed();
                 return Err(SyncError::Cloud(e));
             }
@@ -468,6 +497,7 @@ impl Fleet {
         let orphans = orphans.values().sum();
         self.boots.instances_listed(&per_group, now);
         let mut settled = Vec::new();
+        let marked;
         let work = {
             let mut inner = self.lock();
             let mut work: Vec<_> = per_group
@@ -506,6 +536,9 @@ impl Fleet {
                 }
                 inner.restored = true;
             }
+            // After the restored work: a mark's floor counts what the
+            // group has and was promised.
+            marked = resume::apply(marks, &mut inner.groups);
             for (i, work) in &mut work {
                 if let Some(trim) = inner.groups[*i].trim_past_max() {
                     if let Work::Delete(ids) = &trim {
@@ -532,6 +565,9 @@ impl Fleet {
         self.metrics.synced(unix_seconds(now), orphans);
         for (index, work) in work {
             self.dispatch(index, work);
+        }
+        if let Some(p) = part {
+            p.taken_up(marked);
         }
         for key in settled {
             self.close_deletion(&key).await;

@@ -729,3 +729,76 @@ fn a_replacement_is_asked_on_top_of_the_floor_ca_is_scaling_to_anyway() {
         None
     );
 }
+
+#[test]
+fn marks_taken_up_after_a_restart_drop_once_for_each_marked_instance_gone_meanwhile() {
+    // i0 left while the process was down; i1 and i2 are still members.
+    let mut g = GroupState::new(spec(0, 10), "p");
+    let r = RequestId::new("r0");
+    g.reconcile(
+        vec![
+            instance("i1", &r, InstanceState::Running),
+            instance("i2", &r, InstanceState::Running),
+        ],
+        t0(),
+    );
+    let mark = |id: &str, want: u32, lowered_for: &[&str]| Mark {
+        group: 0,
+        provider_id: format!("p:///z/{id}"),
+        want: Want::Exactly(want),
+        draining: true,
+        lowered_for: lowered_for.iter().map(|i| format!("p:///z/{i}")).collect(),
+        released: false,
+    };
+    let mut marks = vec![
+        mark("i0", 5, &[]),
+        mark("i1", 5, &[]),
+        // Already lowered for i0 before the crash (i0's close wrote it).
+        mark("i2", 4, &["i0"]),
+    ];
+    resume::lower_for_departed(&mut marks, std::slice::from_ref(&g));
+    let wants: Vec<_> = marks.iter().map(|m| m.want).collect();
+    assert_eq!(
+        wants,
+        [Want::Exactly(5), Want::Exactly(4), Want::Exactly(4)],
+        "i1 drops for i0; i2 did already; i0 is gone itself"
+    );
+    assert!(marks[1].lowered_for.contains("p:///z/i0"));
+    // A second restart before anything is journalled lowers nothing more.
+    resume::lower_for_departed(&mut marks, std::slice::from_ref(&g));
+    assert_eq!(marks[1].want, Want::Exactly(4));
+}
+
+#[test]
+fn a_member_the_cloud_stops_without_a_notice_lowers_the_replacement_floor_once_gone() {
+    let (mut g, r) = with_live(0, 10, 3);
+    assert_eq!(
+        g.mark_leaving("p:///z/i0", Want::Next(0), true).unwrap(),
+        Some(4)
+    );
+    g.increase(1, RequestId::new("r1")).unwrap(); // CA: 3 -> 4, i0's replacement
+    // i1 is taken with no notice: departing, still counted.
+    g.reconcile(three_listed(&r, InstanceState::Running), t0());
+    g.reconcile(
+        vec![
+            instance("i0", &r, InstanceState::Running),
+            instance("i1", &r, InstanceState::ShuttingDown),
+            instance("i2", &r, InstanceState::Running),
+        ],
+        t0(),
+    );
+    assert_eq!((g.target(), g.replacement_floor()), (4, 4));
+    g.reconcile(
+        vec![
+            instance("i0", &r, InstanceState::Running),
+            instance("i1", &r, InstanceState::Terminated),
+            instance("i2", &r, InstanceState::Running),
+        ],
+        t0(),
+    );
+    assert_eq!(
+        (g.target(), g.replacement_floor()),
+        (3, 3),
+        "i0's floor was counted with i1: CA is asked for no node in its place"
+    );
+}

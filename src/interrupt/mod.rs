@@ -23,13 +23,16 @@
 //!
 //! Each step is journalled (a ConfigMap per operation, [`journal`]) once
 //! done; a restart resumes every journalled operation from its step with the
-//! same `minSize` it asked before, never a second replacement. A repeated
+//! same `minSize` it asked before, never a second replacement: the fleet's
+//! sync takes the marks up with its listing ([`crate::fleet::Resumes`]), so
+//! CA is never answered without them. A repeated
 //! notice for an instance under way does nothing; one for an instance that
 //! is not ours is logged and counted only.
 
 pub mod journal;
 pub mod metrics;
 pub mod op;
+mod resume;
 mod run;
 
 pub use journal::Journal;
@@ -37,7 +40,7 @@ pub use op::{Cause, Mode, Operation, Step};
 
 use crate::cluster::drain::NodeOps;
 use crate::config::{InterruptionConfig, Rebalance};
-use crate::fleet::{Fleet, NodeState, Offering, Want};
+use crate::fleet::{Fleet, NodeState, Offering, Resumes, Want};
 use crate::metrics::Metrics;
 use crate::preprovision::Floors;
 use crate::webhook::{Kind, Notice};
@@ -115,6 +118,8 @@ pub struct Engine {
     awaited: Mutex<Vec<Awaited>>,
     tasks: TaskTracker,
     cancel: CancellationToken,
+    /// The journalled operations whose marks the fleet's sync is taking up.
+    resuming: Mutex<Vec<Operation>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -140,8 +145,8 @@ impl Engine {
                 "no kubernetes section: interrupted nodes are neither cordoned nor drained, only replaced and let go at their drain deadline, and operations are not journalled across restarts"
             );
         }
-        Arc::new(Self {
-            fleet,
+        let engine = Arc::new(Self {
+            fleet: fleet.clone(),
             floors,
             journal,
             nodes,
@@ -152,72 +157,17 @@ impl Engine {
             awaited: Mutex::new(Vec::new()),
             tasks: TaskTracker::new(),
             cancel,
-        })
+            resuming: Mutex::new(Vec::new()),
+        });
+        // Built before the fleet's first sync (as `serve` does), the
+        // operations journalled before a restart are in its first answer.
+        fleet.resume_with(Arc::downgrade(&engine) as std::sync::Weak<dyn Resumes>);
+        engine
     }
 
     /// Operations under way, by providerID, with their step.
     pub fn operations(&self) -> Vec<Operation> {
         self.lock_ops().values().map(|h| h.op().clone()).collect()
-    }
-
-    /// Takes up every journalled operation again, once the fleet has
-    /// synced with the cloud (before that every instance would look gone,
-    /// and its operation would be closed with nothing drained) and the
-    /// journal could be read; both retried every `retry` until cancelled.
-    pub async fn resume_when_ready(self: Arc<Self>, retry: Duration) {
-        loop {
-            if self.fleet.snapshot().synced_at.is_some() {
-                match self.journal.list().await {
-                    Ok(ops) => {
-                        self.resume(ops);
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "interruption journal not read; operations under way before the restart are resumed once it is")
-                    }
-                }
-            }
-            tokio::select! {
-                _ = self.cancel.cancelled() => return,
-                _ = tokio::time::sleep(retry) => {}
-            }
-        }
-    }
-
-    /// Takes up journalled operations again.
-    fn resume(self: &Arc<Self>, ops: Vec<Operation>) {
-        for op in ops {
-            let Ok(group) = self.fleet.group_index(&op.group) else {
-                tracing::error!(instance = %op.provider_id, group = %op.group, "journalled interruption operation for a node group no longer configured; left in the journal");
-                continue;
-            };
-            let want = op.want.map_or(Want::Nothing, Want::Exactly);
-            let marked =
-                self.fleet
-                    .mark_leaving(group, &op.provider_id, want, op.mode != Mode::Standby);
-            tracing::info!(
-                instance = %op.provider_id,
-                group = %op.group,
-                step = op.step.label(),
-                want = ?op.want,
-                still_member = marked.is_ok(),
-                "resuming interruption operation from the journal"
-            );
-            self.metrics.interruptions.resumed();
-            let handle = Arc::new(Handle {
-                op: Mutex::new(op.clone()),
-                group,
-                nudge: Notify::new(),
-                launched: Default::default(),
-            });
-            self.lock_ops()
-                .insert(op.provider_id.clone(), handle.clone());
-            if op.want.is_some() {
-                self.await_boot(group, op.received());
-            }
-            self.spawn(handle, true);
-        }
-        self.metrics.interruptions.set_open(self.lock_ops().len());
     }
 
     /// Acts on one notice, taken by the webhook at `received` (every step's
@@ -361,6 +311,7 @@ impl Engine {
             received_at: op::utc(received),
             deadline: n.deadline.map(op::utc),
             want,
+            lowered_for: Default::default(),
             step: Step::Marked,
             drain_started: None,
             evicted: 0,

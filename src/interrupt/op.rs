@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 /// What an operation does with its instance.
@@ -82,6 +83,11 @@ pub struct Operation {
     /// asks exactly the same, never a second node).
     #[serde(default)]
     pub want: Option<u32>,
+    /// Instances of the group's other operations whose departure `want`
+    /// already dropped for (each lowers it once: see
+    /// [`crate::fleet::Resumes`]).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub lowered_for: BTreeSet<String>,
     pub step: Step,
     /// When the drain began (the notice, or the interruption that ended a
     /// rebalance standby): the drain timeout counts from here.
@@ -150,6 +156,7 @@ mod tests {
             received_at: utc(t0),
             deadline: deadline.map(utc),
             want: Some(3),
+            lowered_for: BTreeSet::new(),
             step: Step::Marked,
             drain_started: None,
             evicted: 0,

@@ -312,8 +312,10 @@ impl Engine {
     }
 
     /// Closes an operation already out of the map: its journal entry goes,
-    /// and the group's other operations journal the `minSize` they ask now
-    /// (one less for each member that left), so a restart asks no more.
+    /// after the group's other operations journal the `minSize` they ask
+    /// now (one less for each member that left) with the instance counted
+    /// in `lowered_for`, so a restart neither asks more nor lowers them
+    /// again.
     async fn close_forgotten(&self, h: &Handle, outcome: &'static str) {
         let op = h.op().clone();
         let others: Vec<_> = self
@@ -323,19 +325,30 @@ impl Engine {
             .cloned()
             .collect();
         let snapshot = self.fleet.snapshot();
+        // A standby that stood down stays a member: nothing left.
+        let departed = outcome != "stood_down";
         for other in others {
-            let now_wants = {
+            let changed = {
                 let mut o = other.op();
                 let current = snapshot.groups[h.group]
                     .leaving
                     .iter()
                     .find(|(p, _)| p.as_str() == o.provider_id)
                     .and_then(|(_, l)| l.want);
-                (current.is_some() && current != o.want).then(|| {
+                let lowered = current.is_some() && current != o.want;
+                if lowered {
                     o.want = current;
-                })
+                }
+                // Written even when memory already counts it (lowered by a
+                // resume): once this entry goes, only the others' entries
+                // can tell a restart not to lower them again.
+                let counted = departed && o.want.is_some();
+                if counted {
+                    o.lowered_for.insert(op.provider_id.clone());
+                }
+                lowered || counted
             };
-            if now_wants.is_some() {
+            if changed {
                 self.journal_update(&other).await;
             }
         }
