@@ -22,7 +22,7 @@ use common::kube_faults::{Injected, Rates};
 use gpupool::cluster::cloud_work::WorkMaps;
 use gpupool::config::Config;
 use gpupool::config::InterruptionConfig;
-use gpupool::fleet::{Fleet, FleetError, NodeRef, NodeState, RateLimit, WorkJournal};
+use gpupool::fleet::{Fleet, FleetError, NodeRef, NodeState, RateLimit, Snapshot, WorkJournal};
 use gpupool::interrupt::{Engine, Journal, Outcome};
 use gpupool::metrics::Metrics;
 use gpupool::preprovision::Floors;
@@ -200,14 +200,22 @@ impl World {
             // as a second replacement (README, "Not guaranteed yet").
             config.sim.spot_interruptions_per_hour = 0.0;
         }
-        let journal = match mix.kube {
-            None => WorkJournal::default(),
+        // Both journals in ConfigMaps of the faulty API server, or in
+        // memory that survives the crashes.
+        let (journal, operations) = match mix.kube {
+            None => (WorkJournal::default(), Journal::memory()),
             Some(kube) => {
                 kube.api.faults.set(kube.rates, seed);
                 let client = gpupool::cluster::connect(&kube.config)
                     .await
                     .expect("client");
-                WorkJournal::cluster(WorkMaps::new(client, &format!("run-{seed}")))
+                let namespace = format!("run-{seed}");
+                (
+                    WorkJournal::cluster(WorkMaps::new(client.clone(), &namespace)),
+                    Journal::Cluster(Arc::new(gpupool::cluster::journal::ConfigMaps::new(
+                        client, &namespace,
+                    ))),
+                )
             }
         };
         let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
@@ -218,7 +226,7 @@ impl World {
         let fleet = start(&config, &clock, &cloud, &journal, &metrics, ids(seed, 0)).await;
         let ops = mix
             .interruptions
-            .then(|| Ops::start(&fleet, &metrics, Journal::memory()));
+            .then(|| Ops::start(&fleet, &metrics, operations));
         Self {
             config,
             clock,
@@ -508,12 +516,32 @@ struct Replacements {
 }
 
 impl Replacements {
-    /// The process is about to be killed: its failed creates are not
-    /// journalled (nothing was made) and the restart forgets them.
-    fn crashing(&mut self, fleet: &Fleet) {
-        for (g, view) in fleet.snapshot().groups.iter().enumerate() {
-            let failed = view.instances.iter().filter(|i| i.error.is_some()).count();
-            *self.refills.entry(g).or_default() += failed as u32;
+    /// The process was killed with the groups as `before`; the restart
+    /// forgets the slots it finds nothing of in the journal: failed
+    /// creates (nothing was made) and requests whose journal entry could
+    /// not be written (never sent). CA asked for them; it asks again.
+    async fn crashed(&mut self, before: &Snapshot, journal: &WorkJournal) {
+        let mut listed = journal.list().await;
+        for _ in 0..20 {
+            if listed.is_ok() {
+                break;
+            }
+            // The faulty API server sheds some reads.
+            listed = journal.list().await;
+        }
+        let (open, _) = listed.expect("the work journal is read in 20 tries");
+        let open: BTreeSet<String> = open.into_iter().map(|r| r.request_id.to_string()).collect();
+        for (g, view) in before.groups.iter().enumerate() {
+            let forgotten = view
+                .instances
+                .iter()
+                .filter(|i| {
+                    i.error.is_some()
+                        || placeholder_request(i.provider_id.as_str())
+                            .is_some_and(|r| !open.contains(r))
+                })
+                .count();
+            *self.refills.entry(g).or_default() += forgotten as u32;
         }
     }
 
@@ -552,6 +580,14 @@ impl Replacements {
         }
         doubles
     }
+}
+
+/// The request of a slot not filled yet, from its placeholder providerID
+/// (`<cloud>:///placeholder/<group>/<request>-<n>`).
+fn placeholder_request(provider_id: &str) -> Option<&str> {
+    let (_, slot) = provider_id.split_once(":///placeholder/")?;
+    let (_, slot) = slot.split_once('/')?;
+    Some(slot.rsplit_once('-')?.0)
 }
 
 /// A spot interruption notice for a random running instance, sometimes
@@ -748,8 +784,11 @@ async fn one_run(seed: u64, steps: u64, mix: Mix<'_>, summary: &mut Summary) {
             if rng.random_bool(0.5) {
                 tokio::task::yield_now().await;
             }
-            replacements.crashing(&w.fleet);
+            let before = w.fleet.snapshot();
             w.crash().await;
+            if w.ops.is_some() {
+                replacements.crashed(&before, &w.journal).await;
+            }
             summary.crashes += 1;
             // A restart reads its targets off the cloud again.
             last.clear();
@@ -787,11 +826,22 @@ async fn one_run(seed: u64, steps: u64, mix: Mix<'_>, summary: &mut Summary) {
                 op.provider_id, op.step
             ));
         }
-        let journalled = ops.journal.list().await.expect("memory journal");
+        let mut journalled = ops.journal.list().await;
+        for _ in 0..20 {
+            if journalled.is_ok() {
+                break;
+            }
+            // The faulty API server sheds some reads.
+            journalled = ops.journal.list().await;
+        }
+        let journalled = journalled.expect("the interruption journal is read in 20 tries");
         if !journalled.is_empty() {
+            let left: Vec<_> = journalled
+                .iter()
+                .map(|op| format!("{} at {:?}", op.provider_id, op.step))
+                .collect();
             summary.violations.push(format!(
-                "seed {seed} end: {} interruption operations left in the journal",
-                journalled.len()
+                "seed {seed} end: interruption operations left in the journal: {left:?}"
             ));
         }
     }
@@ -947,4 +997,33 @@ async fn interruptions_with_crashes_get_one_replacement_each() {
         40,
     )
     .await;
+}
+
+/// The interruption suite with both journals (cloud work and interruption
+/// operations) in ConfigMaps of a Kubernetes API server that sheds, fails
+/// and loses answers to writes.
+#[tokio::test(start_paused = true)]
+async fn interruptions_with_the_journals_in_a_faulty_kubernetes_api_get_one_replacement_each() {
+    let kube = Kube::start(Rates {
+        throttle: 0.1,
+        server_error: 0.05,
+        lost_answer: 0.1,
+        latency: Duration::from_millis(2),
+    })
+    .await;
+    suite(
+        "interruptions with crashes, journals in a faulty Kubernetes API",
+        Mix {
+            crash_rate: 0.03,
+            list_lag: true,
+            interruptions: true,
+            kube: Some(&kube),
+        },
+        40,
+    )
+    .await;
+    assert!(
+        kube.api.faults.injected().total() > 0,
+        "Kubernetes API faults were injected"
+    );
 }

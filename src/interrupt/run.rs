@@ -12,6 +12,10 @@ use std::time::{Duration, SystemTime};
 /// Tries per journal write while the API server sheds or fails it.
 const JOURNAL_TRIES: u32 = 5;
 
+/// First wait before a failed removal of a closed operation's entry is
+/// tried again.
+const REMOVE_RETRY: Duration = Duration::from_secs(10);
+
 /// How a drain ended.
 #[derive(Debug, PartialEq, Eq)]
 enum DrainEnd {
@@ -352,11 +356,34 @@ impl Engine {
                 self.journal_update(&other).await;
             }
         }
-        if let Err(e) = self.retried(|| self.journal.remove(&op.provider_id)).await {
-            tracing::warn!(instance = %op.provider_id, error = %e, "interruption journal entry not removed; a restart finds its instance gone and closes it");
-        }
         self.metrics.interruptions.closed(&op.group, outcome);
         tracing::info!(instance = %op.provider_id, group = %op.group, outcome, evicted = op.evicted, "interruption operation closed");
+        self.remove_entry(&op.provider_id).await;
+    }
+
+    /// Removes a closed operation's entry, trying again in the background
+    /// (from 10 s, doubling to 5 min) until it goes or the engine stops: a
+    /// stale entry would be taken up by a restart (a stood-down standby's
+    /// would raise its floor again). A new operation for the instance
+    /// meanwhile owns the entry: it is left to it.
+    async fn remove_entry(&self, provider_id: &str) {
+        let mut wait = REMOVE_RETRY;
+        loop {
+            if self.lock_ops().contains_key(provider_id) {
+                return;
+            }
+            match self.retried(|| self.journal.remove(provider_id)).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(instance = provider_id, error = %e, retry_in = ?wait, "interruption journal entry not removed; trying again");
+                }
+            }
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(300));
+        }
     }
 
     /// A standby that saw no interruption stands down, atomically with
