@@ -728,29 +728,7 @@ impl GroupState {
         if past == 0 {
             return None;
         }
-        let mut candidates: Vec<(bool, std::time::SystemTime, InstanceId)> = self
-            .members
-            .iter()
-            .filter_map(|m| match m {
-                Member::Live(i) if !self.leaving.contains_key(&i.provider_id) => {
-                    Some((i.node_name.is_some(), i.launched_at, i.id.clone()))
-                }
-                _ => None,
-            })
-            .collect();
-        // Unregistered first, then newest.
-        candidates.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-        let mut ids = Vec::new();
-        for (_, _, id) in candidates.into_iter().take(past) {
-            if let Some(at) = self
-                .members
-                .iter()
-                .position(|m| matches!(m, Member::Live(i) if i.id == id))
-                && let Member::Live(instance) = self.members.remove(at)
-            {
-                ids.push(self.start_deleting(instance, Why::Ca));
-            }
-        }
+        let ids = self.delete_newest(past, |_| true);
         if ids.is_empty() {
             return None;
         }
@@ -761,6 +739,35 @@ impl GroupState {
             "instances found past the group's max; deleting the newest"
         );
         Some(Work::Delete(ids))
+    }
+
+    /// Deletes `n` live members that `pick` takes, none leaving,
+    /// unregistered first, then newest: the ones CA is least likely to
+    /// count as nodes already. CA no longer counts them (`Why::Ca`).
+    fn delete_newest(&mut self, n: usize, pick: impl Fn(&Instance) -> bool) -> Vec<InstanceId> {
+        let mut candidates: Vec<(bool, std::time::SystemTime, InstanceId)> = self
+            .members
+            .iter()
+            .filter_map(|m| match m {
+                Member::Live(i) if pick(i) && !self.leaving.contains_key(&i.provider_id) => {
+                    Some((i.node_name.is_some(), i.launched_at, i.id.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        candidates.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let mut ids = Vec::new();
+        for (_, _, id) in candidates.into_iter().take(n) {
+            if let Some(at) = self
+                .members
+                .iter()
+                .position(|m| matches!(m, Member::Live(i) if i.id == id))
+                && let Member::Live(instance) = self.members.remove(at)
+            {
+                ids.push(self.start_deleting(instance, Why::Ca));
+            }
+        }
+        ids
     }
 
     /// An instance the cloud has, pending or running.

@@ -521,11 +521,20 @@ impl Fleet {
                     now,
                     &mut work,
                 ));
+                // Surplus instances go first: their room within max is
+                // the other requests' slots.
+                for request in &journalled {
+                    if let Some(&i) = self.index.get(&request.group)
+                        && let Some(w) = inner.groups[i].restore_surplus(request)
+                    {
+                        work[i].1.push(w);
+                    }
+                }
                 for request in journalled {
                     match self.index.get(&request.group) {
                         Some(&i) => {
-                            let w = inner.groups[i].restore(request);
-                            work[i].1.push(w);
+                            let w = inner.groups[i].restore(request, now);
+                            work[i].1.extend(w);
                         }
                         None => tracing::warn!(
                             group = %request.group,

@@ -7,7 +7,9 @@
 //! would be adopted on top: bought twice, past max. So each request is
 //! journalled before its first call ([`GroupState::record_sent`]), sent
 //! again only exactly as journalled (the cloud's idempotency key takes no
-//! other parameters), and closed once the listing shows what it made. A
+//! other parameters), and closed once the listing shows what it made and
+//! the cloud took the terminate of any of it CA no longer counts (a
+//! cancelled slot's late arrival). A
 //! restart restores the open ones ([`GroupState::restore`]) as requested
 //! slots and sends them again: the cloud answers with the instances it
 //! made the first time.
@@ -115,12 +117,62 @@ impl GroupState {
         self.closing.push(request);
     }
 
+    /// Before any request is taken up after a restart (so that what goes
+    /// makes room within max for the others' slots): the instances of a
+    /// journalled request past what CA counts of it (its count less the
+    /// slots it cancelled) are late arrivals of cancelled slots that a
+    /// crash kept from their terminate. They go again, unregistered and
+    /// newest first.
+    pub fn restore_surplus(&mut self, sent: &CreateRequest) -> Option<Work> {
+        let id = &sent.request_id;
+        let ours = |i: &Instance| i.request_id.as_ref() == Some(id);
+        let live = self
+            .members
+            .iter()
+            .filter(|m| matches!(m, Member::Live(i) if ours(i)))
+            .count();
+        // CA counts its count less the slots it cancelled, less those of
+        // its instances it deleted. Instances found on their way out with
+        // nothing known of them are left out: a terminated surplus one, or
+        // one the cloud stopped (CA buys that again); never a live one
+        // taken for a surplus.
+        let deleted = self
+            .deleting
+            .values()
+            .filter(|d| d.why == Why::Ca && ours(&d.instance))
+            .count();
+        let cancelled = self.cancelled_before.get(id).copied().unwrap_or(0);
+        let counted = (sent.count.saturating_sub(cancelled) as usize).saturating_sub(deleted);
+        let surplus = live.saturating_sub(counted);
+        if surplus == 0 {
+            return None;
+        }
+        let ids = self.delete_newest(surplus, ours);
+        tracing::warn!(
+            group = %self.spec.id,
+            request = %id,
+            deleting = ids.len(),
+            "instances of cancelled slots found running after the restart; deleting them again"
+        );
+        (!ids.is_empty()).then_some(Work::Delete(ids))
+    }
+
+    /// Whether an instance the request made that CA no longer counts
+    /// waits for the cloud to take its terminate: the request's entry
+    /// stays until then, so a restart finds it.
+    fn discarding(&self, request: &RequestId) -> bool {
+        self.deleting.values().any(|d| {
+            d.why == Why::Ca && !d.confirmed && d.instance.request_id.as_ref() == Some(request)
+        })
+    }
+
     /// Takes up a request journalled before a restart, after the first
     /// listing: the instances it made that the listing does not show yet
     /// are requested slots again (within max; any past it are deleted when
     /// they come), and the request is sent again; the cloud answers with
-    /// what it made. A request whose instances are all known is closed.
-    pub fn restore(&mut self, sent: CreateRequest) -> Work {
+    /// what it made. A request whose instances are all known is closed,
+    /// once the cloud took the terminate of any of them CA no longer counts.
+    pub fn restore(&mut self, sent: CreateRequest, now: SystemTime) -> Vec<Work> {
         let id = &sent.request_id;
         let ours = |i: &Instance| i.request_id.as_ref() == Some(id);
         let known = self
@@ -140,8 +192,21 @@ impl GroupState {
         let missing = sent.count.saturating_sub(known);
         let wanted = missing.saturating_sub(cancelled);
         let slots = wanted.min(room);
+        let mut work = Vec::new();
         if missing == 0 || self.in_flight.contains_key(id) {
-            return Work::Close(id.clone());
+            if self.discarding(id) {
+                // Open until their terminate is taken (see `close_listed`).
+                self.unlisted.insert(
+                    id.clone(),
+                    Unlisted {
+                        ids: BTreeSet::new(),
+                        since: now,
+                    },
+                );
+            } else {
+                work.push(Work::Close(id.clone()));
+            }
+            return work;
         }
         tracing::info!(
             group = %self.spec.id,
@@ -170,7 +235,8 @@ impl GroupState {
                 sent: Some(sent.clone()),
             },
         );
-        Work::Resend(sent)
+        work.push(Work::Resend(sent));
+        work
     }
 
     /// Takes up a DeleteNodes journalled before a restart, after the first
@@ -238,10 +304,22 @@ impl GroupState {
         now: SystemTime,
     ) -> Vec<Work> {
         let mut closed = std::mem::take(&mut self.closing);
+        let discarding: BTreeSet<RequestId> = self
+            .unlisted
+            .keys()
+            .filter(|r| self.discarding(r))
+            .cloned()
+            .collect();
         self.unlisted.retain(|request, u| {
             u.ids.retain(|id| !seen.contains(id));
-            let waiting =
+            let listing =
                 !u.ids.is_empty() && now.duration_since(u.since).unwrap_or_default() < LIST_GRACE;
+            // Kept while an instance it made that CA no longer counts (a
+            // cancelled slot's late arrival, or one CA deleted) waits for
+            // its terminate: a restart before it lands finds the instance
+            // through the entry and its cancellations, instead of adopting
+            // it.
+            let waiting = listing || discarding.contains(request);
             if !waiting {
                 closed.push(request.clone());
             }

@@ -142,7 +142,7 @@ fn after_a_restart_a_journalled_request_counts_what_the_listing_misses_and_fills
     let mut g = GroupState::new(spec(0, 5), "p");
     g.reconcile(running(&["i0"], &r), t0());
     assert_eq!(g.target(), 1);
-    assert_eq!(g.restore(request.clone()), Work::Resend(request));
+    assert_eq!(g.restore(request.clone(), t0()), [Work::Resend(request)]);
     assert_eq!(g.target(), 3, "CA sees the two on their way");
     let work = g.create_finished(&r, created(running(&["i0", "i1", "i2"], &r)), t0());
     assert!(work.is_empty(), "{work:?}");
@@ -161,7 +161,7 @@ fn a_restored_request_stays_within_max_and_what_does_not_fit_is_deleted() {
     let other = RequestId::new("old");
     let mut g = GroupState::new(spec(0, 3), "p");
     g.reconcile(running(&["a", "b"], &other), t0());
-    g.restore(request);
+    g.restore(request, t0());
     assert_eq!(g.target(), 3, "one slot: max 3");
     let work = g.create_finished(&r, created(running(&["i0", "i1"], &r)), t0());
     assert_eq!(g.target(), 3);
@@ -177,14 +177,14 @@ fn a_restored_request_whose_instances_are_listed_or_gone_is_settled() {
     let request = sent(&mut GroupState::new(spec(0, 5), "p"), "r", 2);
     let mut g = GroupState::new(spec(0, 5), "p");
     g.reconcile(running(&["i0", "i1"], &r), t0());
-    assert_eq!(g.restore(request.clone()), Work::Close(r.clone()));
+    assert_eq!(g.restore(request.clone(), t0()), [Work::Close(r.clone())]);
     assert_eq!(g.target(), 2);
 
     // One CA deleted before the restart, no longer listed: its slot goes
     // with the answer instead of failing as missing.
     let mut g = GroupState::new(spec(0, 5), "p");
     g.reconcile(running(&["i0"], &r), t0());
-    g.restore(request);
+    g.restore(request, t0());
     assert_eq!(g.target(), 2);
     let answer = vec![
         instance("i0", &r, InstanceState::Running),
@@ -213,7 +213,7 @@ fn an_instance_ca_deleted_before_a_restart_is_deleted_when_a_resent_request_name
         g.restore_deletion(&[gpupool_cloud::InstanceId::new("i1")], t0()),
         None
     );
-    g.restore(request);
+    g.restore(request, t0());
     let work = g.create_finished(&r, created(running(&["i0", "i1"], &r)), t0());
     assert!(
         matches!(work.as_slice(), [Work::Delete(ids)] if ids[0].as_str() == "i1"),
@@ -302,4 +302,49 @@ fn instances_found_past_max_are_deleted_newest_and_unregistered_first() {
         g.trim_past_max(),
         Some(Work::Delete(vec![gpupool_cloud::InstanceId::new("new")]))
     );
+}
+
+#[test]
+fn a_cancelled_slots_instance_found_running_after_a_restart_is_deleted_and_its_request_kept_until_the_terminate_is_taken()
+ {
+    // Before the crash: r asked 2, CA cancelled 1; both instances came,
+    // and the crash came before the surplus one's terminate landed.
+    let r = RequestId::new("r");
+    let mut g = GroupState::new(spec(0, 10), "p");
+    let mut a = instance("a", &r, InstanceState::Running);
+    a.node_name = Some("node-a".into());
+    let mut b = instance("b", &r, InstanceState::Running);
+    b.node_name = None; // not registered yet: the one to go
+    g.reconcile(vec![a.clone(), b.clone()], t0());
+    assert_eq!(g.target(), 2, "the restart adopted both");
+    g.restore_cancelled(&[(r.clone(), 1)].into_iter().collect());
+    let sent = CreateRequest {
+        request_id: r.clone(),
+        group: gpupool_cloud::GroupId::new("g"),
+        instance_type: "t".into(),
+        zones: vec!["z".into()],
+        purchase: gpupool_cloud::PurchaseOption::OnDemand,
+        count: 2,
+        max_spot_price: None,
+        avoid: vec![],
+    };
+    assert_eq!(
+        g.restore_surplus(&sent),
+        Some(Work::Delete(vec![gpupool_cloud::InstanceId::new("b")]))
+    );
+    assert_eq!(g.restore(sent, t0()), [], "all it made is known");
+    assert_eq!(g.target(), 1, "CA's count: 2 asked, 1 cancelled");
+    // Not closed until the cloud takes b's terminate: a second crash
+    // finds it again.
+    let later = t0() + LIST_GRACE + Duration::from_secs(1);
+    let work = g.reconcile(vec![a.clone(), b.clone()], later);
+    assert!(!work.contains(&Work::Close(r.clone())), "{work:?}");
+    g.delete_finished(std::slice::from_ref(&b.id), true);
+    b.state = InstanceState::ShuttingDown;
+    let work = g.reconcile(vec![a, b], later);
+    assert!(
+        work.contains(&Work::Close(r)),
+        "closed once b's terminate is taken: {work:?}"
+    );
+    assert_eq!(g.target(), 1);
 }
