@@ -126,11 +126,7 @@ impl GroupState {
     pub fn restore_surplus(&mut self, sent: &CreateRequest) -> Option<Work> {
         let id = &sent.request_id;
         let ours = |i: &Instance| i.request_id.as_ref() == Some(id);
-        let live = self
-            .members
-            .iter()
-            .filter(|m| matches!(m, Member::Live(i) if ours(i)))
-            .count();
+        let live = self.live_of(id);
         // CA counts its count less the slots it cancelled, less those of
         // its instances it deleted. Instances found on their way out with
         // nothing known of them are left out: a terminated surplus one, or
@@ -157,6 +153,14 @@ impl GroupState {
         (!ids.is_empty()).then_some(Work::Delete(ids))
     }
 
+    /// The live members the request made.
+    fn live_of(&self, request: &RequestId) -> usize {
+        self.members
+            .iter()
+            .filter(|m| matches!(m, Member::Live(i) if i.request_id.as_ref() == Some(request)))
+            .count()
+    }
+
     /// Whether an instance the request made that CA no longer counts
     /// waits for the cloud to take its terminate: the request's entry
     /// stays until then, so a restart finds it.
@@ -175,12 +179,7 @@ impl GroupState {
     pub fn restore(&mut self, sent: CreateRequest, now: SystemTime) -> Vec<Work> {
         let id = &sent.request_id;
         let ours = |i: &Instance| i.request_id.as_ref() == Some(id);
-        let known = self
-            .members
-            .iter()
-            .filter(|m| matches!(m, Member::Live(i) if ours(i)))
-            .count()
-            + self.deleting.values().filter(|d| ours(&d.instance)).count();
+        let known = self.live_of(id) + self.deleting.values().filter(|d| ours(&d.instance)).count();
         let known = u32::try_from(known).unwrap_or(u32::MAX);
         // Within max: instances a lost DeleteNodes left running may have
         // been adopted back meanwhile. Past it, what the request made is
